@@ -1,0 +1,1 @@
+"""One module per command; see :mod:`hpcmsm.cli` for the protocol."""

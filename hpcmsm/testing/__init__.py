@@ -1,0 +1,1 @@
+"""Test-suite plumbing used by ``./run test`` (not needed at run time)."""

@@ -1,0 +1,127 @@
+"""Newest-vertex bisection, P1/P2 convergence on manufactured solutions, and DWR goal-oriented
+estimation on deal.II step-14's point-value benchmark (effectivity, adaptivity vs uniform,
+same answer at any rank count)."""
+import numpy as np
+import pytest
+import sympy as sp
+
+from hpcmsm.vv import dwr, mms, tri
+from hpcmsm.vv.convergence import ConvergenceStudy
+
+
+def _check_conforming(mesh, domain_boundary):
+    assert np.all(mesh.areas() > 0)
+    info = tri.edge_info(mesh)
+    # every edge is shared by at most two cells, and one-cell edges lie on the domain boundary
+    mids = 0.5 * (mesh.points[info.edges[:, 0]] + mesh.points[info.edges[:, 1]])
+    assert np.all(domain_boundary(mids[info.boundary]))
+    assert not np.any(domain_boundary(mids[~info.boundary]))
+
+
+def test_bisection_is_conforming_and_conserves_area():
+    rng = np.random.default_rng(0)
+    mesh = tri.square_mesh(3)
+    on_bd = lambda X: (np.isclose(X, 0) | np.isclose(X, 1)).any(axis=1)  # noqa: E731
+    for _ in range(8):
+        mesh = tri.refine(mesh, rng.random(mesh.ncells) < 0.2)
+        _check_conforming(mesh, on_bd)
+        assert mesh.areas().sum() == pytest.approx(1.0, abs=1e-13)
+    # newest-vertex bisection keeps shape regularity: at most 4 similarity classes per initial cell
+    h = mesh.h()
+    assert (h ** 2 / mesh.areas()).max() <= 4.0 + 1e-9
+    m2 = tri.uniform_refine(tri.square_mesh(2))
+    assert m2.ncells == 4 * 8
+
+
+def _mms_problem():
+    x, y = mms.coords(2)
+    return mms.diffusion(sp.sin(sp.pi * x) * sp.sin(sp.pi * y) * sp.exp(x / 2), conductivity=1 + x ** 2 / 2, dim=2)
+
+
+def _p_study(comm, order, k_scale=1.0):
+    ms = _mms_problem()
+    kf = lambda X: k_scale * ms.fn("conductivity")(X)  # noqa: E731
+
+    def solve(level):
+        n = 4 * 2 ** level
+        V = tri.space(tri.square_mesh(n), order)
+        A, b = tri.assemble(V, kf, ms.fn("source"))
+        u = dwr._solve_dirichlet(comm, V, A, b, ms.fn("u"), "mms_")
+        e0, e1 = tri.l2_h1_errors(V, u, ms.fn("u"), ms.fn("grad_u"))
+        return {"h": 1.0 / n, "errors": {"L2": e0, "H1": e1}, "dofs": V.ndofs}
+
+    return ConvergenceStudy(f"P{order} Poisson MMS", solve, {"L2": order + 1, "H1": order}, nfit=2)
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("order", [1, 2])
+def test_p1_p2_mms_orders(comm, order):
+    res = _p_study(comm, order).run(range(4 if order == 1 else 3))
+    assert res.passed, res.markdown()
+
+
+@pytest.mark.mpi
+def test_injected_conductivity_bug_fails_the_order_test(comm):
+    res = _p_study(comm, 2, k_scale=1.02).run(range(3))
+    assert not res.passed
+    assert res.entries[0].lsq_order < 2.0  # L2 order collapses from 3
+
+
+@pytest.fixture(scope="module")
+def step14_runs():
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    p = dwr.step14_problem()
+    ad = dwr.adapt(comm, p, tol=5e-5, theta=0.6)
+    un = dwr.adapt(comm, p, tol=0.0, uniform=True, max_dofs=3000)
+    return ad, un
+
+
+@pytest.mark.mpi
+def test_step14_effectivity_and_reference(step14_runs):
+    ad, _ = step14_runs
+    last = ad.steps[-1]
+    assert abs(last.estimate) < 5e-5
+    # the estimate brackets the published reference: |J_ref − (J_h + η)| ≪ |J_ref − J_h|
+    assert abs(dwr.STEP14_REFERENCE - (last.qoi + last.estimate)) < 0.05 * abs(last.error) + 2e-7
+    for s in ad.steps:
+        assert s.estimate == pytest.approx(s.estimate_direct, rel=1e-6, abs=1e-12)
+        if s.ndofs >= 100:  # past the pre-asymptotic coarse meshes
+            assert 0.8 <= s.effectivity <= 1.25, s
+
+
+@pytest.mark.mpi
+def test_step14_adaptive_needs_fewer_dofs_than_uniform(step14_runs):
+    ad, un = step14_runs
+    target = 1e-4
+    n_ad, n_un = dwr.dofs_to_reach(ad, target), dwr.dofs_to_reach(un, target)
+    assert n_ad is not None and n_un is not None
+    assert n_ad * 3 < n_un, (n_ad, n_un)
+
+
+@pytest.mark.mpi
+def test_step14_same_mesh_sequence_at_any_rank_count(comm, step14_runs):
+    """Oracle: the same adaptive loop on COMM_SELF (one rank) in this process."""
+    from mpi4py import MPI
+
+    if comm.size == 1:
+        pytest.skip("needs more than one rank")
+    ad, _ = step14_runs
+    ref = dwr.adapt(MPI.COMM_SELF, dwr.step14_problem(), tol=5e-5, theta=0.6)
+    assert [s.ndofs for s in ad.steps] == [s.ndofs for s in ref.steps]
+    assert np.allclose([s.qoi for s in ad.steps], [s.qoi for s in ref.steps], rtol=0, atol=1e-11)
+
+
+@pytest.mark.mpi
+def test_dwr_effectivity_on_manufactured_mean_value(comm):
+    """Known answer: J(u) = ∫_{x>1/2} u for the manufactured solution (variable conductivity)."""
+    ms = _mms_problem()
+    w = lambda X: (X[:, 0] > 0.5).astype(float)  # noqa: E731
+    x, y = mms.coords(2)
+    exact = float(sp.N(sp.integrate(sp.integrate(ms.expr("u"), (x, sp.Rational(1, 2), 1)), (y, 0, 1)), 15))
+    prob = dwr.PoissonProblem(tri.square_mesh(4), ms.fn("source"), ms.fn("conductivity"), ms.fn("u"),
+                              ("mean", w), exact, "mms mean")
+    res = dwr.adapt(comm, prob, tol=1e-6, theta=0.5, max_steps=12)
+    effs = [s.effectivity for s in res.steps if s.ndofs > 200]
+    assert effs and all(0.8 <= e <= 1.25 for e in effs), [(s.ndofs, s.effectivity) for s in res.steps]

@@ -1,0 +1,514 @@
+"""Solid mechanics on distributed meshes: small-strain (any material obeying the Mandel
+interface, history-dependent included) with a Newton loop, load stepping and cut-back; finite
+strain total Lagrangian with PETSc SNES (Newton + line search).
+
+Quadrature-point data (for FE² and output) live per *material group* (cells of one region):
+``problem.groups[k].cells`` (local cell indices), ``.state`` (committed), ``.strain``/``.stress``
+(last evaluation, (ncell_k, nq, m)).  ``update`` is called on all points of a group at once and
+its new state is committed only when the load step has converged.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..audit import Audit
+from ..errors import ConvergenceError, InputError
+from ..parallel import check_all
+from . import forms
+from .bcs import Dirichlet, Neumann, dirichlet_dofs, neumann_vector
+from .solvers import ELASTICITY_DEFAULTS, ksp_info, make_ksp, rigid_body_modes
+from .space import FunctionSpace
+
+
+@dataclass
+class MaterialGroup:
+    material: object
+    cells: np.ndarray               # local cell indices
+    region: str
+    state: dict = field(default_factory=dict)
+    trial: dict | None = None
+    strain: np.ndarray | None = None
+    stress: np.ndarray | None = None
+    tangent: np.ndarray | None = None
+
+
+def _groups(mesh, materials, kind: str, nq: int) -> list[MaterialGroup]:
+    if not isinstance(materials, dict):
+        materials = {None: materials}
+    groups = []
+    covered = np.zeros(len(mesh.cells), bool)
+    for region, mat in materials.items():
+        if getattr(mat, "kind", None) != kind:
+            raise InputError(f"material for region {region or 'all'!r} is a {getattr(mat, 'kind', '?')!r}-strain "
+                             f"law; this problem needs kind {kind!r}")
+        if getattr(mat, "dim", mesh.dim) != mesh.dim:
+            raise InputError(f"material for region {region or 'all'!r} is {mat.dim}D but the mesh is {mesh.dim}D")
+        if region is None:
+            cells = np.arange(len(mesh.cells))
+        else:
+            cells = np.flatnonzero(mesh.cell_tags == mesh.region_tag(region))
+        covered[cells] = True
+        groups.append(MaterialGroup(mat, cells, region or "all", mat.initial_state(len(cells) * nq)))
+    check_all(mesh.comm, bool(covered.all()), "some cells belong to no region with a material "
+              f"(regions of the mesh: {', '.join(sorted(mesh.region_names))})")
+    return groups
+
+
+class _MechanicsBase:
+    kind = "small"
+
+    def __init__(self, mesh, materials, dirichlet: Sequence[Dirichlet] = (), traction: Sequence[Neumann] = (),
+                 body_force=None, *, prefix: str = "macro_", petsc_options: dict | None = None,
+                 quad_degree: int | None = None):
+        from petsc4py import PETSc
+
+        self.PETSc = PETSc
+        self.mesh, self.comm = mesh, mesh.comm
+        self.space = sp = FunctionSpace(mesh, mesh.dim, quad_degree)
+        self.dim = mesh.dim
+        self.groups = _groups(mesh, materials, self.kind, sp.nq)
+        self.dirichlet = list(dirichlet)
+        self.bdofs, self.bvals = dirichlet_dofs(sp, self.dirichlet)
+        self.bdofs_all, self.bvals_all = dirichlet_dofs(sp, self.dirichlet, owned_only=False)
+        self.rows = sp.owned_global_rows(self.bdofs)
+        self.prefix, self.petsc_options = prefix, petsc_options
+        # reference external load (scaled by the load factor)
+        self.f_ext = sp.create_vec()
+        if body_force is not None:
+            def blocks():
+                for sl in sp.chunks():
+                    x, dNdx, w = sp.geometry(sl)
+                    b = np.broadcast_to(np.asarray(body_force(x) if callable(body_force) else body_force, float),
+                                        x.shape[:2] + (self.dim,))
+                    yield sl, forms.source_vector(sp.N, np.asarray(b), w)
+            sp.assemble_vector(self.f_ext, blocks())
+        if traction:
+            neumann_vector(sp, traction, self.f_ext)
+        self.u = sp.create_vec()           # committed displacement
+        self.f_int = sp.create_vec()
+        self.A = sp.create_matrix()
+        self.A.setNearNullSpace(rigid_body_modes(sp))
+        self.lam = 0.0                     # committed load factor
+        self.audit = Audit()
+        self.history: list[dict] = []
+        self.work = 0.0
+        self.dissipation = 0.0
+        self.f_int_committed = np.zeros(self.u.getLocalSize())
+        self.ksp_iterations: list[int] = []
+
+    # ----------------------------------------------------------------- helpers
+    def _set_bc(self, vec, lam: float):
+        arr = vec.getArray()
+        arr[self.bdofs] = lam * self.bvals
+        vec.ghostUpdate(self.PETSc.InsertMode.INSERT, self.PETSc.ScatterMode.FORWARD)
+
+    def group_cell_slices(self, g: MaterialGroup):
+        """(slice into the group's points, local cell indices) in chunks."""
+        ch = self.space.chunk
+        for s in range(0, len(g.cells), ch):
+            yield slice(s * self.space.nq, min(s + ch, len(g.cells)) * self.space.nq), g.cells[s:s + ch]
+
+    def reaction(self, region: str) -> np.ndarray:
+        """Sum of the internal force over the owned nodes of a boundary region (d,), collective
+        (= the reaction force the supports exert, at equilibrium)."""
+        nodes = self.mesh.boundary_nodes(region, owned_only=True)
+        fi = self.f_int.getArray(readonly=True).reshape(-1, self.dim)
+        loc = fi[nodes].sum(axis=0) if len(nodes) else np.zeros(self.dim)
+        from mpi4py import MPI
+
+        return np.array(self.comm.allreduce(loc, op=MPI.SUM))
+
+    def mean_displacement(self, region: str) -> np.ndarray:
+        from mpi4py import MPI
+
+        nodes = self.mesh.boundary_nodes(region, owned_only=True)
+        u = self.u.getArray(readonly=True).reshape(-1, self.dim)
+        s = self.comm.allreduce(u[nodes].sum(axis=0) if len(nodes) else np.zeros(self.dim), op=MPI.SUM)
+        n = self.comm.allreduce(len(nodes))
+        return np.asarray(s) / max(n, 1)
+
+    def stored_energy(self) -> float:
+        from mpi4py import MPI
+
+        e = 0.0
+        for g in self.groups:
+            if not hasattr(g.material, "energy") or g.strain is None:
+                continue
+            w = self._wdet(g)
+            nq = self.space.nq
+            strain = g.strain.reshape(len(g.cells) * nq, *g.strain.shape[2:])
+            e += float(np.dot(g.material.energy(strain, g.state), w.ravel()))
+        return self.comm.allreduce(e, op=MPI.SUM)
+
+    def _wdet(self, g):
+        if not hasattr(g, "_wdet"):
+            g._wdet = np.concatenate([self._geom_cells(c)[2] for _, c in self.group_cell_slices(g)]) \
+                if len(g.cells) else np.zeros((0, self.space.nq))
+        return g._wdet
+
+    def _geom_cells(self, cells):
+        sp = self.space
+        X = self.mesh.points[self.mesh.cells[cells]]
+        J = np.einsum("cai,qak->cqik", X, sp.dN)
+        invJ = np.linalg.inv(J)
+        dNdx = np.einsum("qak,cqki->cqai", sp.dN, invJ)
+        return None, dNdx, np.linalg.det(J) * sp.qwts
+
+    def destroy(self):
+        for o in (self.u, self.f_int, self.f_ext, self.A):
+            o.destroy()
+        if getattr(self, "ksp", None) is not None:
+            self.ksp.destroy()
+
+
+class ElasticityProblem(_MechanicsBase):
+    """Small-strain quasi-static equilibrium ∇·σ(ε(u)) + λ b = 0, tractions λ t, u = λ g on Γ_D.
+
+    ``materials``: one material or ``{region: material}`` obeying the Mandel interface
+    (``update(strain, state) -> stress, tangent, new_state``).  Newton with the consistent
+    tangent; CG + GAMG (rigid-body near-nullspace) under the options prefix."""
+
+    kind = "small"
+
+    def __init__(self, *a, rtol: float = 1e-9, atol: float = 1e-12, max_it: int = 25, **kw):
+        super().__init__(*a, **kw)
+        self.rtol, self.atol, self.max_it = rtol, atol, max_it
+        self.ksp = make_ksp(self.comm, self.A, self.prefix, ELASTICITY_DEFAULTS, self.petsc_options)
+        self.du = self.space.create_vec()
+        self.res = self.space.create_vec()
+        self._linear = all(type(g.material).__name__ == "LinearElastic" for g in self.groups)
+        self._A_ready = False
+
+    # ------------------------------------------------------------ evaluation
+    def evaluate(self, u_local: np.ndarray, want_matrix: bool):
+        """Material update at every local point for displacement u: sets group.trial/strain/stress
+        and assembles f_int (and the tangent matrix)."""
+        sp = self.space
+        Fe_blocks, Ke_blocks = [], []
+        for g in self.groups:
+            strains, stresses, tangents, Bs = [], [], [], []
+            for _, cells in self.group_cell_slices(g):
+                _, dNdx, w = self._geom_cells(cells)
+                B = forms.strain_operator(dNdx)
+                ue = u_local[sp.cell_dofs[cells]]
+                strains.append(np.einsum("cqmi,ci->cqm", B, ue))
+            nq = sp.nq
+            if len(g.cells):
+                eps = np.concatenate(strains)
+            else:
+                eps = np.zeros((0, nq, 3 if self.dim == 2 else 6))
+            sig, D, trial = g.material.update(eps.reshape(-1, eps.shape[-1]), g.state)
+            g.strain, g.stress = eps, sig.reshape(eps.shape)
+            g.tangent, g.trial = D.reshape(eps.shape[:2] + D.shape[-2:]), trial
+            for ps, cells in self.group_cell_slices(g):
+                _, dNdx, w = self._geom_cells(cells)
+                B = forms.strain_operator(dNdx)
+                k0 = ps.start // nq
+                s = g.stress[k0:k0 + len(cells)]
+                Fe_blocks.append((cells, forms.internal_force_small(B, s, w)))
+                if want_matrix:
+                    Ke_blocks.append((cells, forms.stiffness_small(B, g.tangent[k0:k0 + len(cells)], w)))
+        self._assemble_cells_vec(self.f_int, Fe_blocks)
+        if want_matrix:
+            self._assemble_cells_mat(self.A, Ke_blocks)
+
+    def _assemble_cells_vec(self, vec, blocks):
+        sp = self.space
+        nloc = len(self.mesh.points) * sp.bs
+        acc = np.zeros(nloc)
+        for cells, Fe in blocks:
+            acc += np.bincount(sp.cell_dofs[cells].ravel(), weights=Fe.ravel(), minlength=nloc)
+        with vec.localForm() as loc:
+            loc.getArray()[:] = acc
+        vec.ghostUpdate(self.PETSc.InsertMode.ADD, self.PETSc.ScatterMode.REVERSE)
+        vec.ghostUpdate(self.PETSc.InsertMode.INSERT, self.PETSc.ScatterMode.FORWARD)
+
+    def _assemble_cells_mat(self, A, blocks):
+        sp = self.space
+        if len(blocks) == 1 and len(blocks[0][0]) == sp.ncells and np.all(blocks[0][0] == np.arange(sp.ncells)):
+            sp.assemble_matrix(A, [(slice(0, sp.ncells), blocks[0][1])])
+            return
+        # reorder into cell order (groups can interleave)
+        K = np.zeros((sp.ncells, sp.ndofe, sp.ndofe))
+        for cells, Ke in blocks:
+            K[cells] = Ke
+        sp.assemble_matrix(A, [(sl, K[sl]) for sl in sp.chunks()])
+
+    # ------------------------------------------------------------ one load step
+    def _newton(self, lam: float) -> tuple[bool, int, str]:
+        PETSc = self.PETSc
+        sp = self.space
+        u = self.u.copy()
+        self._set_bc(u, lam)
+        free = np.ones(u.getLocalSize(), bool)
+        free[self.bdofs] = False
+        ref = None
+        for it in range(self.max_it + 1):
+            ul = sp.local_array(u)
+            try:
+                with np.errstate(all="raise"):
+                    self.evaluate(ul, want_matrix=not (self._linear and self._A_ready))
+            except (FloatingPointError, ConvergenceError) as e:
+                msg = f"material update failed: {e}"
+                bad = 1
+            else:
+                msg, bad = "", 0
+            if self.comm.allreduce(bad):
+                u.destroy()
+                return False, it, msg or "material update failed on another rank"
+            self.f_int.copy(self.res)
+            self.res.axpy(-lam, self.f_ext)
+            ra = self.res.getArray()
+            ra[~free] = 0.0
+            rnorm = self.res.norm()
+            fnorm = max(self.f_int.norm(), abs(lam) * self.f_ext.norm())
+            if ref is None:
+                ref = max(fnorm, 1e-300)
+            if not np.isfinite(rnorm):
+                u.destroy()
+                return False, it, "residual is not finite"
+            if rnorm <= self.rtol * max(fnorm, ref) or rnorm <= self.atol:
+                self.u.destroy()
+                self.u = u
+                return True, it, ""
+            if it == self.max_it:
+                break
+            if not (self._linear and self._A_ready):
+                self.A.zeroRowsColumns(self.rows, 1.0)
+                self.ksp.setOperators(self.A)
+                self._A_ready = True
+            self.res.scale(-1.0)
+            self.du.set(0.0)
+            self.ksp.solve(self.res, self.du)
+            self.ksp_iterations.append(self.ksp.getIterationNumber())
+            reason = self.ksp.getConvergedReason()
+            if self.comm.allreduce(0 if reason > 0 else 1):
+                u.destroy()
+                return False, it, f"linear solver failed (KSP reason {reason})"
+            u.axpy(1.0, self.du)
+        u.destroy()
+        return False, self.max_it, f"Newton did not converge in {self.max_it} iterations"
+
+    def commit(self, lam: float) -> None:
+        """Accept the trial state of the converged step and update the energy bookkeeping."""
+        from mpi4py import MPI
+
+        fi = self.f_int.getArray(readonly=True)
+        du = self.u.getArray(readonly=True) - self._u_committed
+        dW = 0.5 * float(np.dot(fi + self.f_int_committed, du))
+        self.work += self.comm.allreduce(dW, op=MPI.SUM)
+        d = 0.0
+        for g in self.groups:
+            mat = g.material
+            if hasattr(mat, "dissipation_increment") and len(g.cells):
+                strain = g.strain.reshape(-1, g.strain.shape[-1])
+                d += float(np.dot(mat.dissipation_increment(strain, g.state, g.trial), self._wdet(g).ravel()))
+            g.state = g.trial
+        self.dissipation += self.comm.allreduce(d, op=MPI.SUM)
+        self.f_int_committed = fi.copy()
+        self.lam = lam
+
+    def solve(self, nsteps: int = 1, lam_end: float = 1.0, min_step: float = 1e-4, max_cuts: int = 8,
+              callback: Callable | None = None, log=None) -> list[dict]:
+        """Load stepping from the committed load factor to ``lam_end`` in ``nsteps`` equal steps;
+        a failed step is retried with half the increment (up to ``max_cuts`` times)."""
+        if nsteps < 1:
+            raise InputError("number of load steps must be >= 1")
+        dlam0 = (lam_end - self.lam) / nsteps
+        dlam = dlam0
+        cuts = 0
+        while self.lam < lam_end - 1e-12 * abs(lam_end):
+            target = min(self.lam + dlam, lam_end)
+            self._u_committed = self.u.getArray(readonly=True).copy()
+            ok, its, msg = self._newton(target)
+            if not ok:
+                cuts += 1
+                if cuts > max_cuts or dlam / abs(dlam0) < min_step:
+                    raise ConvergenceError(f"load step to λ={target:.6g} failed after {cuts - 1} cut-backs: {msg}")
+                if log:
+                    log(f"  step to λ={target:.6g} failed ({msg}); cutting the increment to {dlam / 2:.4g}")
+                dlam /= 2
+                continue
+            self.commit(target)
+            rec = {"lam": target, "newton_iterations": its, "cutbacks": cuts}
+            self.history.append(rec)
+            if callback:
+                callback(self, rec)
+            if log:
+                log(f"  λ = {target:.6g}: {its} Newton iterations")
+            cuts = 0
+            dlam = min(dlam * 2, dlam0) if dlam < dlam0 else dlam0
+        return self.history
+
+    def energy_audit(self) -> Audit:
+        """External work = stored energy + dissipation (≥ 0)."""
+        stored = self.stored_energy()
+        scale = max(abs(self.work), 1e-300)
+        self.audit.add("energy balance |W_ext - (stored + dissipation)| / W_ext",
+                       (self.work - stored - self.dissipation) / scale, 1e-8)
+        self.audit.add("dissipation >= 0 (relative to W_ext)", self.dissipation / scale, 1e-12, ">=")
+        self.energies = {"external_work": self.work, "stored": stored, "dissipation": self.dissipation}
+        return self.audit
+
+    def destroy(self):
+        super().destroy()
+        self.du.destroy()
+        self.res.destroy()
+
+
+class HyperelasticProblem(_MechanicsBase):
+    """Finite-strain total Lagrangian hyperelasticity, Div P(F) + λ b₀ = 0 on the reference
+    configuration, solved by PETSc SNES (Newton + line search, prefix ``macro_``).  A step that
+    makes det F ≤ 0 anywhere or fails to converge is cut back."""
+
+    kind = "finite"
+
+    def __init__(self, *a, rtol: float = 1e-10, atol: float = 1e-10, max_it: int = 30, **kw):
+        super().__init__(*a, **kw)
+        PETSc = self.PETSc
+        self.snes = PETSc.SNES().create(comm=self.comm)
+        self.snes.setOptionsPrefix(self.prefix)
+        self.F = self.space.create_vec()
+        self.snes.setFunction(self._residual, self.F)
+        self.snes.setJacobian(self._jacobian, self.A, self.A)
+        self.snes.setTolerances(rtol=rtol, atol=atol, max_it=max_it)
+        defaults = dict(ELASTICITY_DEFAULTS)
+        defaults.update({"snes_type": "newtonls", "snes_linesearch_type": "bt", "ksp_rtol": "1e-10"})
+        defaults.update(self.petsc_options or {})
+        from ..parallel import petsc_options
+
+        with petsc_options(self.prefix, defaults):
+            self.snes.setFromOptions()
+        self._lam_trial = 0.0
+        self.work_u = self.space.create_vec()
+        self.detF_min = np.inf
+
+    def _deformation(self, x):
+        x.copy(self.work_u)
+        ul = self.space.local_array(self.work_u)
+        out = []
+        for g in self.groups:
+            Fs, geo = [], []
+            for _, cells in self.group_cell_slices(g):
+                _, dNdX, w = self._geom_cells(cells)
+                ue = ul[self.space.cell_dofs[cells]].reshape(len(cells), -1, self.dim)
+                Fs.append(forms.deformation_gradient(dNdX, ue))
+                geo.append((cells, dNdX, w))
+            out.append((g, Fs, geo))
+        return out
+
+    def _eval(self, x, want_matrix):
+        from mpi4py import MPI
+
+        data = self._deformation(x)
+        jmin = min([float(np.linalg.det(F).min(initial=np.inf)) for _, Fs, _ in data for F in Fs] + [np.inf])
+        jmin = self.comm.allreduce(jmin, op=MPI.MIN)
+        self.detF_min = jmin
+        if not jmin > 0:
+            return None, None
+        Fe, Ke = [], []
+        for g, Fs, geo in data:
+            for F, (cells, dNdX, w) in zip(Fs, geo):
+                nq = F.shape[1]
+                P, A, _ = g.material.update(F.reshape(-1, self.dim, self.dim), g.state)
+                P = P.reshape(F.shape)
+                Fe.append((cells, forms.internal_force_finite(dNdX, P, w)))
+                if want_matrix:
+                    Ke.append((cells, forms.stiffness_finite(dNdX, A.reshape(F.shape[:2] + (self.dim,) * 4), w)))
+                del nq
+        return Fe, Ke
+
+    def _residual(self, snes, x, f):
+        Fe, _ = self._eval(x, False)
+        if Fe is None:
+            f.set(np.nan)          # det F <= 0: SNES line search backs off, else the step is cut
+            return
+        ElasticityProblem._assemble_cells_vec(self, f, Fe)
+        f.axpy(-self._lam_trial, self.f_ext)
+        fa = f.getArray()
+        fa[self.bdofs] = 0.0
+
+    def _jacobian(self, snes, x, J, P):
+        _, Ke = self._eval(x, True)
+        if Ke is None:
+            return
+        ElasticityProblem._assemble_cells_mat(self, P, Ke)
+        P.zeroRowsColumns(self.rows, 1.0)
+
+    def solve(self, nsteps: int = 1, lam_end: float = 1.0, min_step: float = 1e-4, max_cuts: int = 8,
+              callback: Callable | None = None, log=None) -> list[dict]:
+        if nsteps < 1:
+            raise InputError("number of load steps must be >= 1")
+        dlam0 = (lam_end - self.lam) / nsteps
+        dlam, cuts = dlam0, 0
+        while self.lam < lam_end - 1e-12 * abs(lam_end):
+            target = min(self.lam + dlam, lam_end)
+            x = self.u.copy()
+            self._set_bc(x, target)
+            self._lam_trial = target
+            self.snes.solve(None, x)
+            reason = self.snes.getConvergedReason()
+            its = self.snes.getIterationNumber()
+            if reason <= 0:
+                x.destroy()
+                cuts += 1
+                why = "det F <= 0" if not self.detF_min > 0 else f"SNES reason {reason}"
+                if cuts > max_cuts or dlam / abs(dlam0) < min_step:
+                    raise ConvergenceError(f"load step to λ={target:.6g} failed after {cuts - 1} cut-backs ({why})")
+                if log:
+                    log(f"  step to λ={target:.6g} failed ({why}); cutting the increment to {dlam / 2:.4g}")
+                dlam /= 2
+                continue
+            u_old = self.u.getArray(readonly=True).copy()
+            x.copy(self.u)
+            x.destroy()
+            self.u.ghostUpdate(self.PETSc.InsertMode.INSERT, self.PETSc.ScatterMode.FORWARD)
+            Fe, _ = self._eval(self.u, False)
+            fi_old = self.f_int.getArray(readonly=True).copy()
+            ElasticityProblem._assemble_cells_vec(self, self.f_int, Fe)
+            from mpi4py import MPI
+
+            dW = 0.5 * float(np.dot(self.f_int.getArray(readonly=True) + fi_old, self.u.getArray(readonly=True) - u_old))
+            self.work += self.comm.allreduce(dW, op=MPI.SUM)
+            self.lam = target
+            rec = {"lam": target, "newton_iterations": its, "cutbacks": cuts}
+            self.history.append(rec)
+            if callback:
+                callback(self, rec)
+            if log:
+                log(f"  λ = {target:.6g}: {its} Newton iterations (SNES)")
+            cuts = 0
+            dlam = min(dlam * 2, dlam0)
+        return self.history
+
+    def deformation_gradients(self):
+        """F at every local point per group: list of (group, (ncell, nq, d, d))."""
+        return [(g, np.concatenate(Fs) if Fs else np.zeros((0, self.space.nq, self.dim, self.dim)))
+                for g, Fs, _ in self._deformation(self.u)]
+
+    def stored_energy(self) -> float:
+        from mpi4py import MPI
+
+        e = 0.0
+        for g, F in self.deformation_gradients():
+            if len(F):
+                e += float(np.dot(g.material.energy(F.reshape(-1, self.dim, self.dim)), self._wdet(g).ravel()))
+        return self.comm.allreduce(e, op=MPI.SUM)
+
+    def energy_audit(self) -> Audit:
+        """Trapezoidal external work ≈ stored energy (hyperelastic, O(Δλ²) quadrature error)."""
+        stored = self.stored_energy()
+        scale = max(abs(self.work), 1e-300)
+        self.audit.add("energy balance |W_ext(trapezoid) - W| / W_ext", (self.work - stored) / scale, 5e-2,
+                       note="trapezoidal work of the load path; O(Δλ²)")
+        self.energies = {"external_work": self.work, "stored": stored, "dissipation": 0.0}
+        return self.audit
+
+    def destroy(self):
+        super().destroy()
+        self.snes.destroy()
+        self.F.destroy()
+        self.work_u.destroy()

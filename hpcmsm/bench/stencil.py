@@ -48,7 +48,7 @@ def mode(nx: int, ny: int, xs: int, xe: int, ys: int, ye: int) -> np.ndarray:
 
 def run_stencil(comm, nx: int, ny: int, steps: int, *, cfl: float = 0.4, norm_every: int = 10,
                 checkpoint: str | None = None, ckpt_every: int = 0, restart: bool = False,
-                timers=None, log=None) -> dict:
+                timers=None, announce: bool = False) -> dict:
     """Run the kernel; returns a summary dict (rank-independent numbers + timings).
 
     Polls :func:`hpcmsm.signals.should_stop` every step; on a stop it checkpoints (if a path is
@@ -88,6 +88,8 @@ def run_stencil(comm, nx: int, ny: int, steps: int, *, cfl: float = 0.4, norm_ev
         u[...] = u0
         g.stateIncrease()
     signals.install()
+    if announce and comm.rank == 0:  # after install(): from here on USR1/TERM mean "stop cleanly"
+        print(f"stencil: running steps {step0 + 1}..{steps} on {comm.size} rank(s)", flush=True)
     stopped = None
     norms = []
     step = step0

@@ -59,7 +59,8 @@ def run(args, comm) -> int:
         if args.nx < 2 or ny < 2 or args.steps < 1:
             raise InputError("bench stencil: need --nx, --ny >= 2 and --steps >= 1")
         r = run_stencil(comm, args.nx, ny, args.steps, norm_every=args.norm_every,
-                        checkpoint=args.checkpoint, ckpt_every=args.ckpt_every, restart=args.restart)
+                        checkpoint=args.checkpoint, ckpt_every=args.ckpt_every, restart=args.restart,
+                        announce=True)
         _dump(comm, args.json, r)
         t = r["timers"]
         rprint(comm, f"stencil {args.nx}x{ny} on {comm.size} rank(s), {r['steps_run']} steps: "

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 from ..config import OutputSection, param
 from ..errors import ConfigError
@@ -78,10 +78,26 @@ class PathSection:
 
 
 @dataclass
+class BreakdownSection:
+    """``[breakdown]``: relax defects atomistically and measure where Cauchy-Born fails."""
+
+    defects: list[str] = param(default_factory=lambda: ["vacancy", "edge_dislocation"],
+                               choices=("vacancy", "edge_dislocation"), doc="defects to analyse")
+    vacancy_cells: int = param(30, ge=8, le=400, doc="periodic block of n x n rows (2D) or n^3 cells (fcc)")
+    dislocation_radius: float = param(25.0, gt=4, unit="a", doc="disc radius in lattice constants")
+    ring: float = param(3.0, gt=0, unit="a", doc="clamped outer ring width (must exceed the cutoff)")
+    tol_xi: float = param(0.01, gt=0, doc="breakdown: non-affine displacement / r_nn above this")
+    tol_energy: float = param(1e-3, gt=0, doc="breakdown: |E_i - E_CB(J_i)| / |E_coh| above this")
+    gatol: float = param(1e-9, gt=0, doc="absolute tolerance on |grad E| (TAO, then SNES polish)")
+
+
+@dataclass
 class CauchyBornInput:
     """Input of ``hpcmsm cauchy-born``."""
 
     lattice: LatticeSection = param(default_factory=LatticeSection)
     potential: PotentialSection = param(default_factory=PotentialSection)
     path: list[PathSection] = param(default_factory=list)
+    breakdown: Optional[BreakdownSection] = param(None, doc="defect breakdown analysis")
+    petsc: dict[str, dict[str, Any]] = param(default_factory=dict, doc="PETSc options per prefix (relax)")
     output: OutputSection = param(default_factory=OutputSection)

@@ -72,3 +72,37 @@ def test_bad_input_clear_error(tmp_path, hpcmsm_cli, body, msg):
     r = hpcmsm_cli(["cauchy-born", str(p), "-o", str(tmp_path / "o")], n=2, timeout=120)
     assert r.returncode == 2, r.stderr
     assert msg in r.stderr and r.stderr.count("hpcmsm: error") == 1, r.stderr
+
+
+@pytest.mark.mpi
+def test_breakdown_example_tiny_parallel(comm, shared_tmp):
+    """The breakdown example at a tiny size, in parallel: relaxed energies equal a serial run."""
+    from mpi4py import MPI
+
+    from hpcmsm.atomistic.breakdown import analyse_defect, edge_dislocation_system, vacancy_system
+    from hpcmsm.parallel import init_petsc
+
+    init_petsc()
+    text = open(os.path.join(EX, "cauchy_born_breakdown.toml")).read()
+    text = text.replace("vacancy_cells = 40", "vacancy_cells = 12").replace("dislocation_radius = 30.0",
+                                                                              "dislocation_radius = 9.0")
+    path = os.path.join(shared_tmp, "bd.toml")
+    if comm.rank == 0:
+        open(path, "w").write(text)
+    comm.Barrier()
+    out = os.path.join(shared_tmp, "bd")
+    assert _run(comm, path, out) == 0
+    comm.Barrier()
+    s = json.load(open(os.path.join(out, "summary.json")))
+    pot = LennardJones(rc=2.5, cutoff="smooth", r_on=2.2)
+    lat = equilibrium_lattice(make_lattice("triangular", 1.12), pot)
+    cb = CauchyBorn(lat, pot)
+    v = analyse_defect(MPI.COMM_SELF, cb, vacancy_system(lat, 12))
+    d = analyse_defect(MPI.COMM_SELF, cb, edge_dislocation_system(lat, 9.0 * lat.a, 3.0 * lat.a))
+    assert s["breakdown"]["vacancy"]["energy"] == pytest.approx(v["energy"], rel=1e-12)
+    assert s["breakdown"]["edge_dislocation"]["energy"] == pytest.approx(d["energy"], rel=1e-12)
+    assert s["breakdown"]["edge_dislocation"]["breakdown_radius_xi"] == pytest.approx(d["breakdown_radius_xi"])
+    if comm.rank == 0:
+        for k in ("vacancy", "edge_dislocation"):
+            assert os.path.exists(os.path.join(out, f"breakdown_{k}.png"))
+            assert os.path.exists(os.path.join(out, f"atoms_{k}.xdmf"))

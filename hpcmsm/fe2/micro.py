@@ -1,0 +1,112 @@
+"""The micro-model protocol the RVE pool farms out, and a one-point micro model.
+
+A micro model (cf. the preCICE micro-manager's ``solve(macro_data)`` with ``get_state/set_state``)
+describes *one kind* of RVE; the pool keeps one flat float64 state vector per macro quadrature
+point, so states can be moved between groups, checkpointed and restored without knowing their
+meaning.  All RVEs of a pool share one micro-model object per group (same microstructure, only
+the state differs), which lets it set up matrices, correctors and factorizations once.
+
+Required members::
+
+    dim, m                  macro dimension and Mandel size
+    state_size              length of the flat state vector
+    initial_state() -> (state_size,)
+    solve(E, state) -> (stress (m,), tangent (m, m), new_state, info)   collective on the group
+    elastic_tangent() -> (m, m)      homogenized elastic tangent (used for the first predictor)
+
+Optional: ``try_elastic(E, state)`` returns the exact result without a Newton solve when the
+strain keeps every micro point elastic, else ``None`` (see :class:`hpcmsm.fe2.rve.VoxelRVE`);
+``micro_fields(state)`` micro fields for output.  ``info`` holds ``converged`` (bool),
+``iterations``, ``plastic`` (fraction of yielding micro points), ``psi`` (stored energy density),
+``dissipation`` (increment), ``algorithmic`` (backward-Euler algorithmic dissipation increment),
+``hill_mandel`` (relative residual), ``peeq`` (mean equivalent plastic strain).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def pack_state(state: dict, fields: dict[str, int], nq: int) -> np.ndarray:
+    """Material state dict → one flat vector (fields in sorted order, point-major)."""
+    parts = [np.asarray(state[k], dtype=float).reshape(nq, -1) for k in sorted(fields)]
+    return np.concatenate(parts, axis=1).ravel() if parts else np.zeros(0)
+
+
+def unpack_state(vec: np.ndarray, fields: dict[str, int], nq: int) -> dict:
+    out, c = {}, 0
+    width = sum(fields.values())
+    a = vec.reshape(nq, width) if width else np.zeros((nq, 0))
+    for k in sorted(fields):
+        n = fields[k]
+        out[k] = a[:, c:c + n].copy() if n > 1 else a[:, c].copy()
+        c += n
+    return out
+
+
+def algorithmic_dissipation(mat, de: np.ndarray, old: dict, new: dict) -> np.ndarray:
+    """Backward-Euler algorithmic dissipation ½Δε^e:C:Δε^e per point (≥ 0; → 0 as steps shrink).
+
+    With it the incremental work balances exactly: σ_{n+1}:Δε = Δψ + D_plastic + D_algorithmic.
+    """
+    if "eps_p" in new and hasattr(mat, "C3"):
+        from .j2 import embed
+
+        dee = embed(de, mat.dim) - (new["eps_p"] - old["eps_p"])
+        return 0.5 * np.einsum("qi,ij,qj->q", dee, mat.C3, dee)
+    C = np.broadcast_to(mat.C, de.shape[:1] + np.shape(mat.C)[-2:])
+    return 0.5 * np.einsum("qi,qij,qj->q", de, C, de)
+
+
+def energy(mat, strain: np.ndarray, state: dict) -> np.ndarray:
+    if hasattr(mat, "energy"):
+        return mat.energy(strain, state)
+    return np.zeros(len(strain))
+
+
+def dissipation(mat, strain, old, new) -> np.ndarray:
+    if hasattr(mat, "dissipation_increment"):
+        return mat.dissipation_increment(strain, old, new)
+    return np.zeros(len(strain))
+
+
+def state_fields(material) -> dict[str, int]:
+    """Width of each state array of a material (from ``initial_state(1)``)."""
+    st = material.initial_state(1)
+    return {k: int(np.prod(np.shape(v)[1:])) if np.ndim(v) > 1 else 1 for k, v in st.items()}
+
+
+class PointMicro:
+    """A "RVE" that is one material point: the homogenized response is the material's own.
+
+    Used to verify the pool (FE² with a homogeneous one-point micro model must reproduce the
+    direct macro solve with that material exactly) and as the cheapest cost model.
+    """
+
+    def __init__(self, material, comm=None):
+        self.mat = material
+        self.dim = material.dim
+        self.m = 3 if self.dim == 2 else 6
+        self.fields = state_fields(material)
+        self.state_size = self.m + sum(self.fields.values())   # [E_n, material state]
+
+    def initial_state(self) -> np.ndarray:
+        return np.concatenate([np.zeros(self.m), pack_state(self.mat.initial_state(1), self.fields, 1)])
+
+    def elastic_tangent(self) -> np.ndarray:
+        s, C, _ = self.mat.update(np.zeros((1, self.m)), self.mat.initial_state(1))
+        return C[0]
+
+    def solve(self, E, state):
+        m = self.m
+        E_old = state[:m][None]
+        st = unpack_state(state[m:], self.fields, 1)
+        e = np.asarray(E, float)[None]
+        s, C, new = self.mat.update(e, st)
+        psi = float(energy(self.mat, e, new)[0])
+        dis = float(dissipation(self.mat, e, st, new)[0])
+        alg = float(algorithmic_dissipation(self.mat, e - E_old, st, new)[0])
+        peeq = float(self.mat.plastic_strain_eq(new)[0]) if hasattr(self.mat, "plastic_strain_eq") else 0.0
+        plastic = float(dis > 0.0)
+        info = dict(converged=True, iterations=0, plastic=plastic, psi=psi, dissipation=dis,
+                    algorithmic=alg, hill_mandel=0.0, peeq=peeq)
+        return s[0], C[0], np.concatenate([e[0], pack_state(new, self.fields, 1)]), info

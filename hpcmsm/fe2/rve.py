@@ -1,0 +1,422 @@
+"""Nonlinear voxel RVE: small-strain Newton on a periodic (or KUBC) cell, condensed tangent.
+
+One Q1 element per voxel, phase per element, any material of :mod:`hpcmsm.materials.base` per
+phase (J2 plasticity, linear elasticity, ...).  The unit cell [0,1]^d carries the macro strain E
+plus a fluctuation w: ε(x) = E + ∇ˢw.  PBC identifies periodic nodes (no penalty) and fixes one
+node against rigid translation; KUBC sets w = 0 on the boundary.
+
+Homogenized quantities (the cell has unit volume):
+
+* stress Σ = ⟨σ⟩,
+* consistent tangent by static condensation of the converged micro tangent:
+  C_hom = ⟨C_T⟩ − Fᵀ K_T⁻¹ F with F = ∫ Bᵀ C_T dV (m right-hand sides, one factorization),
+* Hill–Mandel residual |⟨σ:ε⟩ − Σ:E| / (|Σ||E|) of every solve.
+
+Work sharing on a group communicator of g ranks: every rank updates the materials and builds
+element matrices for its block of voxels (the expensive part for plasticity), the assembled
+matrix/residual are summed over the group, and group rank 0 solves with a sparse direct LU
+(SuperLU via scipy) and broadcasts the correction.  The linear solve itself is therefore not
+distributed: right for the 2D/small-3D RVEs FE² uses; huge 3D RVEs would want a PETSc solver
+on the group instead (documented limitation).
+
+Exact elastic reuse (:meth:`VoxelRVE.try_elastic`): the elastic corrector χ (K_e χ = −F_e) and the
+strain-localization field L(x) = I + Bχ are computed once per microstructure.  For a new macro
+strain the elastic prediction ε(x) = ε_n(x) + L(x)ΔE is checked point by point with the yield
+function; if no point yields, this prediction *is* the solution of the nonlinear cell problem
+and the homogenized tangent is the elastic C_hom — no assembly, no factorization.
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+from ..errors import InputError
+from ..parallel import block_range
+from .elements import mandel_B, reference
+from .micro import (algorithmic_dissipation, dissipation, energy, pack_state, state_fields,
+                    unpack_state)
+
+
+class _SerialComm:
+    rank, size = 0, 1
+
+    def allreduce(self, x, op=None):
+        return x
+
+    def Allreduce(self, a, b, op=None):
+        b[...] = a
+
+    def bcast(self, x, root=0):
+        return x
+
+    def Bcast(self, a, root=0):
+        pass
+
+    def allgather(self, x):
+        return [x]
+
+
+class VoxelRVE:
+    """Periodic voxel cell with one material per phase; a micro model for :mod:`hpcmsm.fe2.pool`.
+
+    Parameters
+    ----------
+    phases : int array of shape (n,)*d, indexed [ix, iy(, iz)], values 0..len(materials)-1
+    materials : one material per phase (all of the same ``dim`` as the cell)
+    comm : the group communicator (``None`` for serial)
+    bc : ``"periodic"`` (default) or ``"kubc"``
+    rtol : Newton tolerance on ‖r‖ relative to the assembled magnitude of the internal forces
+    """
+
+    def __init__(self, phases: np.ndarray, materials: list, comm=None, bc: str = "periodic",
+                 rtol: float = 1e-10, max_iterations: int = 25):
+        phases = np.asarray(phases)
+        d = phases.ndim
+        if d not in (2, 3) or len(set(phases.shape)) != 1:
+            raise InputError(f"RVE: phases must be an n^2 or n^3 voxel array, got shape {phases.shape}")
+        if phases.min() < 0 or phases.max() >= len(materials):
+            raise InputError(f"RVE: phase labels must be in 0..{len(materials) - 1}")
+        for k, mat in enumerate(materials):
+            if mat.dim != d:
+                raise InputError(f"RVE: material of phase {k} is {mat.dim}D but the voxel grid is {d}D")
+        if bc not in ("periodic", "kubc"):
+            raise InputError(f"RVE: unknown boundary condition {bc!r} (periodic or kubc)")
+        self.comm = comm if comm is not None else _SerialComm()
+        self.dim, self.n, self.bc = d, phases.shape[0], bc
+        self.m = 3 if d == 2 else 6
+        self.materials = list(materials)
+        self.rtol, self.max_iterations = rtol, max_iterations
+        n, m = self.n, self.m
+        self.ne = n ** d
+        self.phase_e = phases.ravel(order="F").astype(int)          # e = ix + n*iy + n²*iz
+        h = 1.0 / n
+        _, w, _, dN = reference(d)
+        self.nq = len(w)
+        self.B = mandel_B(dN / h)                                     # (nq, m, nn*d), same for every voxel
+        self.wq = w * h ** d                                          # quadrature weights (cell volume 1)
+        # connectivity
+        idx = np.stack(np.unravel_index(np.arange(self.ne), (n,) * d, order="F"), axis=1)   # (ne, d)
+        corners = np.array([[0, 0], [1, 0], [1, 1], [0, 1]] if d == 2 else
+                           [[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0],
+                            [0, 0, 1], [1, 0, 1], [1, 1, 1], [0, 1, 1]])
+        ijk = idx[:, None, :] + corners[None]                         # (ne, nn, d)
+        if bc == "periodic":
+            ijk = ijk % n
+            nside = n
+        else:
+            nside = n + 1
+        strides = nside ** np.arange(d)
+        self.enodes = (ijk * strides).sum(-1)                         # (ne, nn)
+        self.nnodes = nside ** d
+        nn = corners.shape[0]
+        self.nn = nn
+        self.edofs = (self.enodes[:, :, None] * d + np.arange(d)).reshape(self.ne, nn * d)
+        self.ndof = self.nnodes * d
+        if bc == "periodic":
+            fixed_nodes = np.array([0])
+        else:
+            allijk = np.stack(np.unravel_index(np.arange(self.nnodes), (nside,) * d, order="F"), axis=1)
+            fixed_nodes = np.flatnonzero(((allijk == 0) | (allijk == n)).any(axis=1))
+        fixed = (fixed_nodes[:, None] * d + np.arange(d)).ravel()
+        self.red = np.full(self.ndof, -1)
+        free = np.setdiff1d(np.arange(self.ndof), fixed)
+        self.red[free] = np.arange(len(free))
+        self.free = free
+        self.nred = len(free)
+        # work split over the group: a block of voxels per rank
+        self.e0, self.e1 = block_range(self.ne, self.comm.size, self.comm.rank)
+        self._pattern()
+        # per-phase QP index lists (global order = element-major, point-minor)
+        qp_phase = np.repeat(self.phase_e, self.nq)
+        self.phase_qp = [np.flatnonzero(qp_phase == k) for k in range(len(materials))]
+        self.fields = [state_fields(mat) for mat in materials]
+        self.mat_width = [sum(f.values()) for f in self.fields]
+        self.state_size = m + self.ndof + sum(len(q) * wd for q, wd in zip(self.phase_qp, self.mat_width))
+        lo, hi = self.e0 * self.nq, self.e1 * self.nq
+        self.my_phase_slice = [(np.searchsorted(q, lo), np.searchsorted(q, hi)) for q in self.phase_qp]
+        self._elastic_setup()
+
+    # ------------------------------------------------------------------------------------------
+    def _pattern(self):
+        """CSR pattern of the reduced stiffness and the map element entry → CSR data index."""
+        ed = self.edofs[self.e0:self.e1]
+        rows = np.repeat(ed, ed.shape[1], axis=1).ravel()
+        cols = np.tile(ed, (1, ed.shape[1])).ravel()
+        rr, cc = self.red[rows], self.red[cols]
+        keep = (rr >= 0) & (cc >= 0)
+        # global pattern (all elements) so every rank of the group has the same CSR layout
+        eda = self.edofs
+        ra = self.red[np.repeat(eda, eda.shape[1], axis=1).ravel()]
+        ca = self.red[np.tile(eda, (1, eda.shape[1])).ravel()]
+        ka = (ra >= 0) & (ca >= 0)
+        keys = np.unique(ra[ka].astype(np.int64) * self.nred + ca[ka])
+        self.indices = (keys % self.nred).astype(np.int32)
+        r_of = (keys // self.nred).astype(np.int64)
+        self.indptr = np.concatenate([[0], np.cumsum(np.bincount(r_of, minlength=self.nred))]).astype(np.int32)
+        self.nnz = len(keys)
+        mykeys = rr[keep].astype(np.int64) * self.nred + cc[keep]
+        self.kmap = np.searchsorted(keys, mykeys)
+        self.kkeep = keep
+
+    def _assemble_K(self, Ke: np.ndarray) -> sp.csr_matrix:
+        data = np.bincount(self.kmap, weights=Ke.reshape(-1)[self.kkeep], minlength=self.nnz)
+        if self.comm.size > 1:
+            tot = np.empty_like(data)
+            self.comm.Allreduce(data, tot)
+            data = tot
+        return sp.csr_matrix((data, self.indices, self.indptr), shape=(self.nred, self.nred))
+
+    def _assemble_vec(self, fe: np.ndarray) -> np.ndarray:
+        """Element vectors (ne_loc, nn*d[, k]) → full DOF vector(s), summed over the group."""
+        ed = self.edofs[self.e0:self.e1].ravel()
+        if fe.ndim == 2:
+            v = np.bincount(ed, weights=fe.ravel(), minlength=self.ndof)
+        else:
+            k = fe.shape[2]
+            v = np.stack([np.bincount(ed, weights=fe[:, :, j].ravel(), minlength=self.ndof) for j in range(k)], 1)
+        if self.comm.size > 1:
+            tot = np.empty_like(v)
+            self.comm.Allreduce(v, tot)
+            v = tot
+        return v
+
+    def _sum(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=float)
+        if self.comm.size > 1:
+            tot = np.empty_like(x)
+            self.comm.Allreduce(x, tot)
+            return tot
+        return x
+
+    def _solve_root(self, K, rhs):
+        """Factorize on group rank 0, solve, broadcast. Returns (solution, lu or None)."""
+        if self.comm.rank == 0:
+            lu = spla.splu(K.tocsc(), permc_spec="COLAMD")
+            x = lu.solve(rhs)
+        else:
+            lu, x = None, np.empty(rhs.shape)
+        if self.comm.size > 1:
+            self.comm.Bcast(x, root=0)
+        return x, lu
+
+    # ------------------------------------------------------------------------------------------
+    def _strains(self, E, w):
+        """Micro strains at my QPs: (ne_loc*nq, m)."""
+        ue = w[self.edofs[self.e0:self.e1]]                                  # (ne_loc, nn*d)
+        eps = E[None, None, :] + np.einsum("qia,ea->eqi", self.B, ue)
+        return eps.reshape(-1, self.m)
+
+    def _material_update(self, eps, states):
+        """Update every phase on my QPs; returns stress, tangent (ne_loc*nq, …) and new states."""
+        nloc = eps.shape[0]
+        sig = np.empty((nloc, self.m))
+        Ct = np.empty((nloc, self.m, self.m))
+        new = []
+        off = self.e0 * self.nq
+        for k, mat in enumerate(self.materials):
+            a, b = self.my_phase_slice[k]
+            loc = self.phase_qp[k][a:b] - off
+            s, C, ns = mat.update(eps[loc], states[k])
+            sig[loc], Ct[loc] = s, C
+            new.append(ns)
+        return sig, Ct, new
+
+    def _split_state(self, state):
+        m, nd = self.m, self.ndof
+        E_n = state[:m]
+        w_n = state[m:m + nd]
+        c = m + nd
+        mats = []
+        for k in range(len(self.materials)):
+            nqk = len(self.phase_qp[k])
+            wd = self.mat_width[k]
+            full = state[c:c + nqk * wd]
+            a, b = self.my_phase_slice[k]
+            mats.append(unpack_state(full[a * wd:b * wd], self.fields[k], b - a))
+            c += nqk * wd
+        return E_n, w_n, mats
+
+    def _join_state(self, E, w, mat_states) -> np.ndarray:
+        parts = [np.asarray(E, float), w]
+        for k, st in enumerate(mat_states):
+            a, b = self.my_phase_slice[k]
+            mine = pack_state(st, self.fields[k], b - a)
+            if self.comm.size > 1:
+                mine = np.concatenate(self.comm.allgather(mine))
+            parts.append(mine)
+        return np.concatenate(parts)
+
+    def initial_state(self) -> np.ndarray:
+        mats = []
+        for k, mat in enumerate(self.materials):
+            mats.append(pack_state(mat.initial_state(len(self.phase_qp[k])), self.fields[k], len(self.phase_qp[k])))
+        return np.concatenate([np.zeros(self.m), np.zeros(self.ndof)] + mats)
+
+    # ------------------------------------------------------------------------------------------
+    def _elastic_setup(self):
+        """Elastic corrector χ, localization L = I + Bχ and the elastic homogenized tangent."""
+        st0 = self._split_state(self.initial_state())[2]
+        eps = np.zeros(((self.e1 - self.e0) * self.nq, self.m))
+        _, Ct, _ = self._material_update(eps, st0)
+        C_hom, chi, _ = self._condense(Ct)
+        self.C_elastic = C_hom
+        self.chi = chi                                                       # (ndof, m)
+        ue = chi[self.edofs[self.e0:self.e1]]                                # (ne_loc, nn*d, m)
+        self.L = (np.eye(self.m)[None, None] + np.einsum("qia,eaj->eqij", self.B, ue)).reshape(-1, self.m, self.m)
+
+    def _condense(self, Ct, K=None, lu=None):
+        """C_hom = ⟨C_T⟩ − Fᵀ K⁻¹ F, and the corrector χ = −K⁻¹F (full DOFs)."""
+        ne_loc = self.e1 - self.e0
+        Ctq = Ct.reshape(ne_loc, self.nq, self.m, self.m)
+        Cavg = self._sum(np.einsum("eqij,q->ij", Ctq, self.wq))
+        Fe = np.einsum("qia,eqij,q->eaj", self.B, Ctq, self.wq)              # (ne_loc, nn*d, m)
+        F = self._assemble_vec(Fe)[self.free]
+        if K is None:
+            Ke = np.einsum("qia,eqij,qjb,q->eab", self.B, Ctq, self.B, self.wq)
+            K = self._assemble_K(Ke)
+        if lu is not None or self.comm.rank != 0:
+            if self.comm.rank == 0:
+                X = lu.solve(F)
+            else:
+                X = np.empty(F.shape)
+            if self.comm.size > 1:
+                self.comm.Bcast(X, root=0)
+        else:
+            X, lu = self._solve_root(K, F)
+        chi = np.zeros((self.ndof, self.m))
+        chi[self.free] = -X
+        C = Cavg - F.T @ X
+        return 0.5 * (C + C.T), chi, lu
+
+    def elastic_tangent(self) -> np.ndarray:
+        return self.C_elastic.copy()
+
+    # ------------------------------------------------------------------------------------------
+    def _averages(self, E, eps, sig, mats_old, mats_new, eps_old):
+        """Σ, Hill–Mandel residual, energies (cell averages)."""
+        wq = np.tile(self.wq, self.e1 - self.e0)
+        psi = np.zeros(len(wq))
+        dis = np.zeros(len(wq))
+        alg = np.zeros(len(wq))
+        peeq = np.zeros(len(wq))
+        plast = np.zeros(len(wq))
+        off = self.e0 * self.nq
+        for k, mat in enumerate(self.materials):
+            a, b = self.my_phase_slice[k]
+            loc = self.phase_qp[k][a:b] - off
+            psi[loc] = energy(mat, eps[loc], mats_new[k])
+            dis[loc] = dissipation(mat, eps[loc], mats_old[k], mats_new[k])
+            alg[loc] = algorithmic_dissipation(mat, eps[loc] - eps_old[loc], mats_old[k], mats_new[k])
+            if "alpha" in mats_new[k]:
+                peeq[loc] = mats_new[k]["alpha"]
+                plast[loc] = mats_new[k]["alpha"] > mats_old[k]["alpha"]
+        loc_sums = np.concatenate([wq @ sig, [wq @ np.einsum("qi,qi->q", sig, eps), wq @ psi, wq @ dis,
+                                              wq @ alg, wq @ peeq, wq @ plast]])
+        tot = self._sum(loc_sums)
+        S = tot[:self.m]
+        sde, psi_, dis_, alg_, peeq_, pl_ = tot[self.m:]
+        hm = abs(sde - S @ E) / max(np.linalg.norm(S) * np.linalg.norm(E), 1e-300)
+        return S, dict(hill_mandel=float(hm), psi=float(psi_), dissipation=float(dis_), algorithmic=float(alg_),
+                       peeq=float(peeq_), plastic=float(pl_))
+
+    def try_elastic(self, E, state):
+        """Exact result without a solve if the elastic prediction keeps every point elastic, else None."""
+        E = np.asarray(E, dtype=float)
+        E_n, w_n, mats = self._split_state(state)
+        dE = E - E_n
+        eps_old = self._strains(E_n, w_n)
+        eps = eps_old + np.einsum("qij,j->qi", self.L, dE)
+        off = self.e0 * self.nq
+        ok = True
+        for k, mat in enumerate(self.materials):
+            if not self.fields[k]:
+                continue
+            if not hasattr(mat, "elastic_ok"):
+                ok = False
+                break
+            a, b = self.my_phase_slice[k]
+            loc = self.phase_qp[k][a:b] - off
+            if not np.all(mat.elastic_ok(eps[loc], mats[k])):
+                ok = False
+                break
+        if self.comm.size > 1:
+            ok = bool(self.comm.allreduce(int(ok), op=_min_op()))
+        if not ok:
+            return None
+        sig, _, new = self._material_update(eps, mats)
+        S, info = self._averages(E, eps, sig, mats, new, eps_old)
+        w = w_n + self.chi @ dE
+        info.update(converged=True, iterations=0, reused=True)
+        return S, self.C_elastic.copy(), self._join_state(E, w, new), info
+
+    def solve(self, E, state):
+        """Newton on the cell for macro strain E from the committed ``state``.
+
+        Returns (Σ (m,), C_hom (m, m), new_state, info); ``info["converged"]`` is False if Newton
+        failed (the caller cuts the macro step back).
+        """
+        E = np.asarray(E, dtype=float)
+        E_n, w_n, mats = self._split_state(state)
+        eps_old = self._strains(E_n, w_n)
+        w = w_n + self.chi @ (E - E_n)                                        # elastic predictor
+        ne_loc = self.e1 - self.e0
+        converged = False
+        it = 0
+        rnorms = []
+        while True:
+            eps = self._strains(E, w)
+            sig, Ct, new = self._material_update(eps, mats)
+            sq = sig.reshape(ne_loc, self.nq, self.m)
+            fe = np.einsum("qia,eqi,q->ea", self.B, sq, self.wq)
+            r = self._assemble_vec(fe)
+            fabs = self._assemble_vec(np.abs(fe))
+            rn = np.linalg.norm(r[self.free])
+            ref = np.linalg.norm(fabs[self.free])
+            rnorms.append(rn)
+            Ctq = Ct.reshape(ne_loc, self.nq, self.m, self.m)
+            Ke = np.einsum("qia,eqij,qjb,q->eab", self.B, Ctq, self.B, self.wq)
+            K = self._assemble_K(Ke)
+            if rn <= self.rtol * ref or rn < 1e-300:
+                converged = True
+                break
+            if it >= self.max_iterations or not np.isfinite(rn):
+                break
+            dw, lu = self._solve_root(K, -r[self.free])
+            w = w.copy()
+            w[self.free] += dw
+            it += 1
+        S, info = self._averages(E, eps, sig, mats, new, eps_old)
+        if converged:
+            C, _, _ = self._condense(Ct, K=K)
+        else:
+            C = self.C_elastic.copy()
+        info.update(converged=converged, iterations=it, reused=False, residuals=rnorms)
+        return S, C, self._join_state(E, w, new), info
+
+    # ------------------------------------------------------------------------------------------
+    def micro_fields(self, state) -> dict | None:
+        """Micro fields of a committed state, per voxel (QP average), on group rank 0."""
+        E, w, mats = self._split_state(state)
+        eps = self._strains(E, w)
+        sig, _, _ = self._material_update(eps, mats)
+        ne_loc = self.e1 - self.e0
+        peeq = np.zeros(len(eps))
+        off = self.e0 * self.nq
+        for k in range(len(self.materials)):
+            if "alpha" in mats[k]:
+                a, b = self.my_phase_slice[k]
+                peeq[self.phase_qp[k][a:b] - off] = mats[k]["alpha"]
+        loc = np.concatenate([eps.reshape(ne_loc, self.nq, -1).mean(1), sig.reshape(ne_loc, self.nq, -1).mean(1),
+                              peeq.reshape(ne_loc, self.nq).mean(1)[:, None]], axis=1)
+        if self.comm.size > 1:
+            loc = np.concatenate(self.comm.allgather(loc))
+        m = self.m
+        return {"strain": loc[:, :m], "stress": loc[:, m:2 * m], "peeq": loc[:, 2 * m],
+                "phase": self.phase_e.astype(np.int32), "fluctuation": w.reshape(-1, self.dim), "E": E}
+
+
+def _min_op():
+    from mpi4py import MPI
+
+    return MPI.MIN

@@ -183,37 +183,49 @@ class ElasticityProblem(_MechanicsBase):
         self._A_ready = False
 
     # ------------------------------------------------------------ evaluation
-    def evaluate(self, u_local: np.ndarray, want_matrix: bool):
+    def evaluate(self, u_local: np.ndarray, want_matrix: bool) -> str:
         """Material update at every local point for displacement u: sets group.trial/strain/stress
-        and assembles f_int (and the tangent matrix)."""
+        and assembles f_int (and the tangent matrix).  Collective; returns "" on success or the
+        reason a material failed (on any rank), in which case nothing is assembled."""
+        from mpi4py import MPI
+
         sp = self.space
-        Fe_blocks, Ke_blocks = [], []
+        nq = sp.nq
+        msg = ""
         for g in self.groups:
-            strains, stresses, tangents, Bs = [], [], [], []
+            strains = []
             for _, cells in self.group_cell_slices(g):
                 _, dNdx, w = self._geom_cells(cells)
                 B = forms.strain_operator(dNdx)
-                ue = u_local[sp.cell_dofs[cells]]
-                strains.append(np.einsum("cqmi,ci->cqm", B, ue))
-            nq = sp.nq
-            if len(g.cells):
-                eps = np.concatenate(strains)
-            else:
-                eps = np.zeros((0, nq, 3 if self.dim == 2 else 6))
-            sig, D, trial = g.material.update(eps.reshape(-1, eps.shape[-1]), g.state)
+                strains.append(np.einsum("cqmi,ci->cqm", B, u_local[sp.cell_dofs[cells]]))
+            eps = np.concatenate(strains) if strains else np.zeros((0, nq, 3 if self.dim == 2 else 6))
+            try:
+                with np.errstate(invalid="raise", divide="raise", over="raise"):
+                    sig, D, trial = g.material.update(eps.reshape(-1, eps.shape[-1]), g.state)
+                if not (np.all(np.isfinite(sig)) and np.all(np.isfinite(D))):
+                    raise FloatingPointError("non-finite stress or tangent")
+            except (FloatingPointError, ConvergenceError, ArithmeticError) as e:
+                msg = f"material in region {g.region!r} failed: {e}"
+                continue
             g.strain, g.stress = eps, sig.reshape(eps.shape)
             g.tangent, g.trial = D.reshape(eps.shape[:2] + D.shape[-2:]), trial
+        # every rank must agree before the collective assembly
+        failed = self.comm.allreduce(1 if msg else 0, op=MPI.SUM)
+        if failed:
+            return msg or f"a material update failed on {failed} other rank(s)"
+        Fe_blocks, Ke_blocks = [], []
+        for g in self.groups:
             for ps, cells in self.group_cell_slices(g):
                 _, dNdx, w = self._geom_cells(cells)
                 B = forms.strain_operator(dNdx)
                 k0 = ps.start // nq
-                s = g.stress[k0:k0 + len(cells)]
-                Fe_blocks.append((cells, forms.internal_force_small(B, s, w)))
+                Fe_blocks.append((cells, forms.internal_force_small(B, g.stress[k0:k0 + len(cells)], w)))
                 if want_matrix:
                     Ke_blocks.append((cells, forms.stiffness_small(B, g.tangent[k0:k0 + len(cells)], w)))
         self._assemble_cells_vec(self.f_int, Fe_blocks)
         if want_matrix:
             self._assemble_cells_mat(self.A, Ke_blocks)
+        return ""
 
     def _assemble_cells_vec(self, vec, blocks):
         sp = self.space
@@ -246,24 +258,19 @@ class ElasticityProblem(_MechanicsBase):
         free = np.ones(u.getLocalSize(), bool)
         free[self.bdofs] = False
         ref = None
+        self.residuals = []
         for it in range(self.max_it + 1):
             ul = sp.local_array(u)
-            try:
-                with np.errstate(all="raise"):
-                    self.evaluate(ul, want_matrix=not (self._linear and self._A_ready))
-            except (FloatingPointError, ConvergenceError) as e:
-                msg = f"material update failed: {e}"
-                bad = 1
-            else:
-                msg, bad = "", 0
-            if self.comm.allreduce(bad):
+            msg = self.evaluate(ul, want_matrix=not (self._linear and self._A_ready))
+            if msg:
                 u.destroy()
-                return False, it, msg or "material update failed on another rank"
+                return False, it, msg
             self.f_int.copy(self.res)
             self.res.axpy(-lam, self.f_ext)
             ra = self.res.getArray()
             ra[~free] = 0.0
             rnorm = self.res.norm()
+            self.residuals.append(rnorm)
             fnorm = max(self.f_int.norm(), abs(lam) * self.f_ext.norm())
             if ref is None:
                 ref = max(fnorm, 1e-300)
@@ -320,13 +327,14 @@ class ElasticityProblem(_MechanicsBase):
         dlam0 = (lam_end - self.lam) / nsteps
         dlam = dlam0
         cuts = 0
-        while self.lam < lam_end - 1e-12 * abs(lam_end):
-            target = min(self.lam + dlam, lam_end)
+        sgn = 1.0 if dlam0 >= 0 else -1.0
+        while sgn * (lam_end - self.lam) > 1e-12 * max(abs(lam_end), abs(dlam0)):
+            target = self.lam + dlam if sgn * (lam_end - self.lam - dlam) > 0 else lam_end
             self._u_committed = self.u.getArray(readonly=True).copy()
             ok, its, msg = self._newton(target)
             if not ok:
                 cuts += 1
-                if cuts > max_cuts or dlam / abs(dlam0) < min_step:
+                if cuts > max_cuts or abs(dlam / dlam0) < min_step:
                     raise ConvergenceError(f"load step to λ={target:.6g} failed after {cuts - 1} cut-backs: {msg}")
                 if log:
                     log(f"  step to λ={target:.6g} failed ({msg}); cutting the increment to {dlam / 2:.4g}")
@@ -340,7 +348,7 @@ class ElasticityProblem(_MechanicsBase):
             if log:
                 log(f"  λ = {target:.6g}: {its} Newton iterations")
             cuts = 0
-            dlam = min(dlam * 2, dlam0) if dlam < dlam0 else dlam0
+            dlam = dlam0 if abs(2 * dlam) >= abs(dlam0) else 2 * dlam
         return self.history
 
     def energy_audit(self) -> Audit:
@@ -410,15 +418,22 @@ class HyperelasticProblem(_MechanicsBase):
         if not jmin > 0:
             return None, None
         Fe, Ke = [], []
+        bad = 0
         for g, Fs, geo in data:
             for F, (cells, dNdX, w) in zip(Fs, geo):
-                nq = F.shape[1]
-                P, A, _ = g.material.update(F.reshape(-1, self.dim, self.dim), g.state)
-                P = P.reshape(F.shape)
-                Fe.append((cells, forms.internal_force_finite(dNdX, P, w)))
+                try:
+                    with np.errstate(invalid="raise", divide="raise", over="raise"):
+                        P, A, _ = g.material.update(F.reshape(-1, self.dim, self.dim), g.state)
+                except (FloatingPointError, ConvergenceError, ArithmeticError):
+                    bad = 1
+                    continue
+                Fe.append((cells, forms.internal_force_finite(dNdX, P.reshape(F.shape), w)))
                 if want_matrix:
                     Ke.append((cells, forms.stiffness_finite(dNdX, A.reshape(F.shape[:2] + (self.dim,) * 4), w)))
-                del nq
+        if self.comm.allreduce(bad, op=MPI.SUM):      # agree before any collective assembly
+            self.detF_min = -np.inf if not self.detF_min > 0 else self.detF_min
+            self.material_failed = True
+            return None, None
         return Fe, Ke
 
     def _residual(self, snes, x, f):
@@ -444,8 +459,9 @@ class HyperelasticProblem(_MechanicsBase):
             raise InputError("number of load steps must be >= 1")
         dlam0 = (lam_end - self.lam) / nsteps
         dlam, cuts = dlam0, 0
-        while self.lam < lam_end - 1e-12 * abs(lam_end):
-            target = min(self.lam + dlam, lam_end)
+        sgn = 1.0 if dlam0 >= 0 else -1.0
+        while sgn * (lam_end - self.lam) > 1e-12 * max(abs(lam_end), abs(dlam0)):
+            target = self.lam + dlam if sgn * (lam_end - self.lam - dlam) > 0 else lam_end
             x = self.u.copy()
             self._set_bc(x, target)
             self._lam_trial = target
@@ -456,7 +472,7 @@ class HyperelasticProblem(_MechanicsBase):
                 x.destroy()
                 cuts += 1
                 why = "det F <= 0" if not self.detF_min > 0 else f"SNES reason {reason}"
-                if cuts > max_cuts or dlam / abs(dlam0) < min_step:
+                if cuts > max_cuts or abs(dlam / dlam0) < min_step:
                     raise ConvergenceError(f"load step to λ={target:.6g} failed after {cuts - 1} cut-backs ({why})")
                 if log:
                     log(f"  step to λ={target:.6g} failed ({why}); cutting the increment to {dlam / 2:.4g}")
@@ -481,7 +497,7 @@ class HyperelasticProblem(_MechanicsBase):
             if log:
                 log(f"  λ = {target:.6g}: {its} Newton iterations (SNES)")
             cuts = 0
-            dlam = min(dlam * 2, dlam0)
+            dlam = dlam0 if abs(2 * dlam) >= abs(dlam0) else 2 * dlam
         return self.history
 
     def deformation_gradients(self):

@@ -191,7 +191,7 @@ class StudyResult:
         for i in range(nlev):
             row = f"| {i} | {self.entries[0].h[i]:.4g} |" + ("" if not self.dofs else f" {self.dofs[i]} |")
             for e in self.entries:
-                o = "" if i == 0 else f"{e.pairwise[i - 1]:.2f}"
+                o = "" if i == 0 or i - 1 >= len(e.pairwise) else f"{e.pairwise[i - 1]:.2f}"
                 row += f" {e.errors[i]:.3e} | {o} |"
             out.append(row)
         out += ["", "| norm | expected order | observed (LSQ, finest levels) | tolerance | result |",

@@ -159,7 +159,7 @@ def small_strain_elasticity(u: Sequence[Expr], lam: Expr, mu: Expr, dim: int = 2
     sig = lam * eps.trace() * sp.eye(dim) + 2 * mu * eps
     b = -_div_tensor(sig, dim)
     return ManufacturedSolution("small-strain elasticity", dim,
-                                {"u": uv, "strain": eps, "stress": sig, "body_force": b},
+                                {"u": uv, "grad_u": G, "strain": eps, "stress": sig, "body_force": b},
                                 {"lam": lam, "mu": mu})
 
 
@@ -179,7 +179,7 @@ def small_strain_anisotropic(u: Sequence[Expr], C: np.ndarray | sp.Matrix, dim: 
         sig[i, j] = sig[j, i] = sv[k] / (1 if i == j else s2)
     b = -_div_tensor(sig, dim)
     return ManufacturedSolution("small-strain elasticity (anisotropic)", dim,
-                                {"u": uv, "strain": eps, "stress": sig, "body_force": b})
+                                {"u": uv, "grad_u": G, "strain": eps, "stress": sig, "body_force": b})
 
 
 def neo_hookean_energy(F: sp.Matrix, mu: Expr, lam: Expr) -> sp.Expr:
@@ -197,7 +197,8 @@ def finite_strain_elasticity(u: Sequence[Expr], mu: Expr = 1, lam: Expr = 1, dim
     Fields: ``u``, ``F``, ``P`` (first Piola–Kirchhoff), ``body_force``, ``J``.
     """
     uv = _as_vector(u, dim)
-    F = sp.eye(dim) + uv.jacobian(sp.Matrix(_COORDS[:dim]))
+    G = uv.jacobian(sp.Matrix(_COORDS[:dim]))
+    F = sp.eye(dim) + G
     Fs = sp.Matrix(dim, dim, lambda i, j: sp.Symbol(f"F{i}{j}", real=True))
     W = energy(Fs) if energy is not None else neo_hookean_energy(Fs, _sym(mu), _sym(lam))
     Psym = sp.Matrix(dim, dim, lambda i, j: sp.diff(W, Fs[i, j]))
@@ -205,7 +206,7 @@ def finite_strain_elasticity(u: Sequence[Expr], mu: Expr = 1, lam: Expr = 1, dim
     P = Psym.subs(subs)
     b = -_div_tensor(P, dim)
     return ManufacturedSolution("finite-strain elasticity", dim,
-                                {"u": uv, "F": F, "P": P, "body_force": b, "J": F.det()},
+                                {"u": uv, "grad_u": G, "F": F, "P": P, "body_force": b, "J": F.det()},
                                 {"mu": _sym(mu), "lam": _sym(lam)})
 
 

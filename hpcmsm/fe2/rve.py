@@ -70,7 +70,8 @@ class VoxelRVE:
     """
 
     def __init__(self, phases: np.ndarray, materials: list, comm=None, bc: str = "periodic",
-                 rtol: float = 1e-10, max_iterations: int = 25):
+                 rtol: float = 1e-10, max_iterations: int = 25, prefix: str = "micro_",
+                 petsc_options: dict | None = None):
         phases = np.asarray(phases)
         d = phases.ndim
         if d not in (2, 3) or len(set(phases.shape)) != 1:
@@ -87,6 +88,8 @@ class VoxelRVE:
         self.m = 3 if d == 2 else 6
         self.materials = list(materials)
         self.rtol, self.max_iterations = rtol, max_iterations
+        self.prefix, self.petsc_options = prefix, dict(petsc_options or {})
+        self._ksp = self._A = self._b = self._x = None
         n, m = self.n, self.m
         self.ne = n ** d
         self.phase_e = phases.ravel(order="F").astype(int)          # e = ix + n*iy + n²*iz
@@ -95,6 +98,13 @@ class VoxelRVE:
         self.nq = len(w)
         self.B = mandel_B(dN / h)                                     # (nq, m, nn*d), same for every voxel
         self.wq = w * h ** d                                          # quadrature weights (cell volume 1)
+        # every voxel has the same B: contractions with it become single GEMMs over all voxels
+        nq, m_, na = self.B.shape
+        self._Bstrain = self.B.transpose(2, 0, 1).reshape(na, nq * m_)                 # ue @ → eps
+        self._Bforce = (self.B * self.wq[:, None, None]).reshape(nq * m_, na)           # sig @ → fe
+        BB = np.einsum("qia,qjb,q->qijab", self.B, self.B, self.wq)
+        self._Bstiff = BB.reshape(nq * m_ * m_, na * na)                                # C @ → Ke
+        self._Bcoup = np.einsum("qia,jk,q->qijak", self.B, np.eye(m_), self.wq).reshape(nq * m_ * m_, na * m_)
         # connectivity
         idx = np.stack(np.unravel_index(np.arange(self.ne), (n,) * d, order="F"), axis=1)   # (ne, d)
         corners = np.array([[0, 0], [1, 0], [1, 1], [0, 1]] if d == 2 else
@@ -189,23 +199,61 @@ class VoxelRVE:
             return tot
         return x
 
-    def _solve_root(self, K, rhs):
-        """Factorize on group rank 0, solve, broadcast. Returns (solution, lu or None)."""
-        if self.comm.rank == 0:
-            lu = spla.splu(K.tocsc(), permc_spec="COLAMD")
-            x = lu.solve(rhs)
+    def _factor(self, K: sp.csr_matrix) -> None:
+        """(Group rank 0) numeric factorization of K with PETSc: the symbolic factorization is
+        reused, since every RVE of the group and every Newton iteration has the same pattern."""
+        from petsc4py import PETSc
+
+        if self._ksp is None:
+            from ..parallel import petsc_options
+
+            self._A = PETSc.Mat().createAIJ(K.shape, csr=(self.indptr, self.indices, K.data), comm=PETSc.COMM_SELF)
+            self._ksp = PETSc.KSP().create(PETSc.COMM_SELF)
+            self._ksp.setOptionsPrefix(self.prefix)
+            with petsc_options(self.prefix, {"ksp_type": "preonly", "pc_type": "cholesky",
+                                             "pc_factor_mat_ordering_type": "qmd", **self.petsc_options}):
+                self._ksp.setOperators(self._A)
+                self._ksp.setFromOptions()
+            self._b = self._A.createVecLeft()
+            self._x = self._A.createVecRight()
         else:
-            lu, x = None, np.empty(rhs.shape)
+            self._A.setValuesCSR(self.indptr, self.indices, K.data)
+            self._A.assemble()
+            self._ksp.setOperators(self._A)
+        self._ksp.setUp()
+
+    def _backsolve(self, rhs: np.ndarray) -> np.ndarray:
+        rhs2 = rhs.reshape(len(rhs), -1)
+        out = np.empty_like(rhs2)
+        for j in range(rhs2.shape[1]):
+            self._b.array[:] = rhs2[:, j]
+            self._ksp.solve(self._b, self._x)
+            out[:, j] = self._x.array
+        return out.reshape(rhs.shape)
+
+    def _solve_root(self, K, rhs):
+        """Factorize on group rank 0, solve, broadcast. Returns (solution, True)."""
+        if self.comm.rank == 0:
+            self._factor(K)
+            x = self._backsolve(rhs)
+        else:
+            x = np.empty(rhs.shape)
         if self.comm.size > 1:
             self.comm.Bcast(x, root=0)
-        return x, lu
+        return x, True
+
+    def destroy(self) -> None:
+        for o in (self._ksp, self._A, self._b, self._x):
+            if o is not None:
+                o.destroy()
+        self._ksp = self._A = self._b = self._x = None
 
     # ------------------------------------------------------------------------------------------
     def _strains(self, E, w):
         """Micro strains at my QPs: (ne_loc*nq, m)."""
         ue = w[self.edofs[self.e0:self.e1]]                                  # (ne_loc, nn*d)
-        eps = E[None, None, :] + np.einsum("qia,ea->eqi", self.B, ue)
-        return eps.reshape(-1, self.m)
+        eps = (ue @ self._Bstrain).reshape(-1, self.m) + E[None, :]
+        return eps
 
     def _material_update(self, eps, states):
         """Update every phase on my QPs; returns stress, tangent (ne_loc*nq, …) and new states."""
@@ -264,26 +312,19 @@ class VoxelRVE:
         self.chi = chi                                                       # (ndof, m)
         ue = chi[self.edofs[self.e0:self.e1]]                                # (ne_loc, nn*d, m)
         self.L = (np.eye(self.m)[None, None] + np.einsum("qia,eaj->eqij", self.B, ue)).reshape(-1, self.m, self.m)
+        self._Lflat = self.L.reshape(-1, self.m * self.m)
 
     def _condense(self, Ct, K=None, lu=None):
         """C_hom = ⟨C_T⟩ − Fᵀ K⁻¹ F, and the corrector χ = −K⁻¹F (full DOFs)."""
         ne_loc = self.e1 - self.e0
         Ctq = Ct.reshape(ne_loc, self.nq, self.m, self.m)
         Cavg = self._sum(np.einsum("eqij,q->ij", Ctq, self.wq))
-        Fe = np.einsum("qia,eqij,q->eaj", self.B, Ctq, self.wq)              # (ne_loc, nn*d, m)
+        Cflat = Ctq.reshape(ne_loc, -1)
+        Fe = (Cflat @ self._Bcoup).reshape(ne_loc, -1, self.m)              # (ne_loc, nn*d, m)
         F = self._assemble_vec(Fe)[self.free]
         if K is None:
-            Ke = np.einsum("qia,eqij,qjb,q->eab", self.B, Ctq, self.B, self.wq)
-            K = self._assemble_K(Ke)
-        if lu is not None or self.comm.rank != 0:
-            if self.comm.rank == 0:
-                X = lu.solve(F)
-            else:
-                X = np.empty(F.shape)
-            if self.comm.size > 1:
-                self.comm.Bcast(X, root=0)
-        else:
-            X, lu = self._solve_root(K, F)
+            K = self._assemble_K(Cflat @ self._Bstiff)
+        X, lu = self._solve_root(K, F)
         chi = np.zeros((self.ndof, self.m))
         chi[self.free] = -X
         C = Cavg - F.T @ X
@@ -326,7 +367,7 @@ class VoxelRVE:
         E_n, w_n, mats = self._split_state(state)
         dE = E - E_n
         eps_old = self._strains(E_n, w_n)
-        eps = eps_old + np.einsum("qij,j->qi", self.L, dE)
+        eps = eps_old + (self.L @ dE)
         off = self.e0 * self.nq
         ok = True
         for k, mat in enumerate(self.materials):
@@ -367,16 +408,13 @@ class VoxelRVE:
         while True:
             eps = self._strains(E, w)
             sig, Ct, new = self._material_update(eps, mats)
-            sq = sig.reshape(ne_loc, self.nq, self.m)
-            fe = np.einsum("qia,eqi,q->ea", self.B, sq, self.wq)
+            fe = sig.reshape(ne_loc, -1) @ self._Bforce
             r = self._assemble_vec(fe)
             fabs = self._assemble_vec(np.abs(fe))
             rn = np.linalg.norm(r[self.free])
             ref = np.linalg.norm(fabs[self.free])
             rnorms.append(rn)
-            Ctq = Ct.reshape(ne_loc, self.nq, self.m, self.m)
-            Ke = np.einsum("qia,eqij,qjb,q->eab", self.B, Ctq, self.B, self.wq)
-            K = self._assemble_K(Ke)
+            K = self._assemble_K(Ct.reshape(ne_loc, -1) @ self._Bstiff)
             if rn <= self.rtol * ref or rn < 1e-300:
                 converged = True
                 break

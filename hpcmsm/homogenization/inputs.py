@@ -54,7 +54,7 @@ class MicrostructureSection:
 
     def validate(self):
         if self.type not in ("numpy", "hdf5", "image"):
-            if len(self.shape) not in (2, 3):
+            if self.shape and len(self.shape) not in (2, 3):
                 raise ConfigError("give 2 or 3 voxel counts (x, y[, z])", key="shape")
         elif not self.file:
             raise ConfigError(f"type '{self.type}' needs a file", key="file")
@@ -103,6 +103,8 @@ class HomogenizeInput:
             raise ConfigError("missing [microstructure] table", key="microstructure")
         if not self.phases:
             raise ConfigError("define at least one [[phases]] table", key="phases")
+        if self.microstructure.type not in ("numpy", "hdf5", "image") and not self.microstructure.shape:
+            raise ConfigError("give 2 or 3 voxel counts (x, y[, z])", key="microstructure.shape")
         for p in self.petsc:
             if p not in ("rve",):
                 raise ConfigError("unknown PETSc prefix (known: rve)", key=f"petsc.{p}")

@@ -255,7 +255,7 @@ class RVEProblem:
         self.ksp = PETSc.KSP().create(comm=self.comm)
         self.ksp.setOptionsPrefix(self.prefix)
         self.ksp.setOperators(self.A)
-        defaults = {"ksp_type": "cg", "pc_type": "gamg", "ksp_rtol": 1e-10, "ksp_atol": 1e-50,
+        defaults = {"ksp_type": "cg", "pc_type": "gamg", "ksp_rtol": 1e-12, "ksp_atol": 1e-50,
                     "ksp_max_it": 2000}
         defaults.update(self.options)
         with petsc_options(self.prefix, defaults):

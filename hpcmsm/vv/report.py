@@ -103,7 +103,36 @@ class VerifyInput:
 # ---------------------------------------------------------------------------------------------
 
 def _slug(s: str) -> str:
-    return "".join(c if c.isalnum() else "_" for c in s.lower()).strip("_")[:60]
+    out = "".join(c if (c.isascii() and c.isalnum()) else "_" for c in s.lower())
+    while "__" in out:
+        out = out.replace("__", "_")
+    return out.strip("_")[:60]
+
+
+def plot_dwr(extra: dict, path: str) -> str:
+    """|J(u) − J(u_h)| and |η| against P1 DOFs (adaptive loop), with the effectivity."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = np.array(extra["ndofs"], float)
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(8, 3.5))
+    a1.loglog(n, np.abs(extra["errors"]), "o-", label="|J(u) − J(u_h)| (reference 0.0334473)")
+    a1.loglog(n, np.abs(extra["estimates"]), "s--", label="|η| (DWR)")
+    a1.set_xlabel("P1 DOFs")
+    a1.legend(fontsize=7)
+    a1.grid(True, which="both", alpha=0.3)
+    a2.semilogx(n, extra["effectivities"], "o-")
+    a2.axhspan(0.8, 1.25, color="g", alpha=0.1)
+    a2.set_xlabel("P1 DOFs")
+    a2.set_ylabel("effectivity η / error")
+    a2.grid(True, alpha=0.3)
+    fig.suptitle("DWR, deal.II step-14 point value, adaptive newest-vertex bisection", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
 
 
 def suites_markdown(results: list[SuiteResult], outdir: str | None = None, png: bool = True,
@@ -128,6 +157,10 @@ def suites_markdown(results: list[SuiteResult], outdir: str | None = None, png: 
                 if "reference" in st.extra:
                     lines.append(f"- reference J(u) = {st.extra['reference']} (deal.II step-14 results page)")
                 lines.append("")
+                if outdir and png and "effectivities" in st.extra and st.extra["effectivities"]:
+                    name = f"{_slug(r.name + '_' + st.name)}.png"
+                    plot_dwr(st.extra, os.path.join(outdir, name))
+                    lines += [f"![{st.name}]({rel_png}{name})", ""]
             else:
                 lines.append(st.markdown(level=4))
                 if st.extra:

@@ -86,8 +86,10 @@ def test_command_scripts_launch_line(slurm, cmd):
     real = cmd in REAL_INPUTS and _have_command(cmd)
     (slurm.dir / "in.toml").write_text(REAL_INPUTS[cmd] if real else "# empty\n")
     args = REAL_ARGS.get(cmd, "-x_ksp_type cg")
-    r = slurm.run([os.path.join(JOBS, "submit.sh"), cmd], {"INPUT": "in.toml", "NODES": "2", "NTASKS": "3",
-                                                          "ARGS": args, "TIME": "00:05:00"})
+    env = {"INPUT": "in.toml", "NODES": "2", "NTASKS": "3", "ARGS": args, "TIME": "00:05:00", **REAL_ENV.get(cmd, {})}
+    if env.get("GROUP_SIZE"):
+        args += " --group-size " + env["GROUP_SIZE"]
+    r = slurm.run([os.path.join(JOBS, "submit.sh"), cmd], env)
     assert r.returncode == 0 and r.stdout.strip() == "1002", r.stderr
     sb = slurm.log("sbatch")[-1]
     assert "--nodes=2" in sb["argv"] and "--ntasks=3" in sb["argv"] and sb["opts"]["signal"] == "B:USR1@120"
@@ -177,11 +179,46 @@ def _check_homogenize(d):
     assert k[0, 0] < 1.15 * np.sqrt(10)
 
 
-REAL_INPUTS = {"homogenize": '[problem]\nkind = "conductivity"\nbc = ["periodic"]\n[microstructure]\n'
+def _check_fe2(d):
+    """One elastic FE² step on 3 ranks in one group of 3 (GROUP_SIZE=3): the audit passes and,
+    linear elastic, the stored energy equals ½·reaction·displacement (Clapeyron) with no
+    dissipation."""
+    doc = json.loads((d / "res" / "fe2_summary.json").read_text())
+    assert doc["ranks"] == 3 and doc["groups"] == 1 and doc["group_size"] == 3
+    assert doc["audit"]["passed"]
+    h = dict(zip(doc["history_columns"], doc["history"][-1]))
+    assert h["plastic_qps"] == 0 and h["dissipation"] == 0
+    clapeyron = 0.5 * h["reaction"] * h["displacement"]
+    assert h["reaction"] > 0 and abs(h["stored_energy"] - clapeyron) < 1e-8 * clapeyron
+
+
+FE2_TINY = """[macro]
+geometry = "plate_with_hole"
+size = 10.0
+hole_radius = 3.0
+cells = [4, 2]
+displacement = 0.002
+steps = 1
+[micro]
+model = "voxel"
+voxels = 6
+microstructure = "particle"
+volume_fraction = 0.2
+bc = "periodic"
+matrix = { E = 70e3, nu = 0.33, sigma_y = 100.0, H = 500.0 }
+particle = { E = 400e3, nu = 0.2 }
+[pool]
+group_size = 1
+[output]
+dir = "res"
+"""
+
+REAL_INPUTS = {"fe2": FE2_TINY, "homogenize": '[problem]\nkind = "conductivity"\nbc = ["periodic"]\n[microstructure]\n'
                              'type = "checkerboard"\nshape = [32, 32]\ncells = 2\n[[phases]]\nname = "a"\nk = 1.0\n'
                              '[[phases]]\nname = "b"\nk = 10.0\n[output]\ndir = "res"\n'}
-REAL_ARGS = {"homogenize": "--out res --quiet"}
-REAL_CHECKS = {"homogenize": _check_homogenize}
+REAL_ARGS = {"homogenize": "--out res --quiet", "fe2": "--out res --quiet"}
+REAL_ENV = {"fe2": {"GROUP_SIZE": "3"}}
+REAL_CHECKS = {"homogenize": _check_homogenize, "fe2": _check_fe2}
 
 
 def _wait_for(pred, timeout=120, what=""):

@@ -119,6 +119,59 @@ def _box_facets(g: GlobalMesh, lower, upper) -> None:
     g.node_sets = {}
 
 
+def plate_with_hole_global(size: float = 1.0, radius: float = 0.3, n_arc: int = 8, n_radial: int = 4,
+                           cell: str = "quadrilateral", grading: float = 1.5, degree: int = 1) -> GlobalMesh:
+    """Quarter of a square plate [0, size]² with a hole of ``radius`` at the origin (O-grid).
+
+    Facet sets ``hole``, ``left`` (x = 0), ``bottom`` (y = 0), ``right`` (x = size), ``top``
+    (y = size); region ``plate``.  ``n_arc`` must be even (the corner ray is a grid line)."""
+    if not 0 < radius < size or n_arc < 2 or n_arc % 2 or n_radial < 1:
+        raise InputError("plate with hole: need 0 < radius < size, an even n_arc >= 2 and n_radial >= 1")
+    th = np.linspace(0, np.pi / 2, n_arc + 1)
+    s = np.linspace(0, 1, n_radial + 1) ** grading
+    inner = radius * np.column_stack([np.cos(th), np.sin(th)])
+    outer = np.where((th <= np.pi / 4)[:, None],
+                     np.column_stack([np.full_like(th, size), size * np.tan(np.minimum(th, np.pi / 4))]),
+                     np.column_stack([size / np.tan(np.maximum(th, np.pi / 4)), np.full_like(th, size)]))
+    outer[-1] = [0.0, size]
+    pts = (inner[None, :, :] * (1 - s)[:, None, None] + outer[None, :, :] * s[:, None, None]).reshape(-1, 2)
+    nid = lambda j, i: j * (n_arc + 1) + i  # noqa: E731  (j radial, i along the arc)
+    J, I = np.meshgrid(np.arange(n_radial), np.arange(n_arc), indexing="ij")
+    J, I = J.ravel(), I.ravel()
+    quads = np.column_stack([nid(J, I), nid(J, I + 1), nid(J + 1, I), nid(J + 1, I + 1)])  # lexicographic
+    # orientation: (arc, radial) must be right-handed: swap to (radial, arc) if not
+    v1 = pts[quads[:, 1]] - pts[quads[:, 0]]
+    v2 = pts[quads[:, 2]] - pts[quads[:, 0]]
+    if np.cross(v1, v2)[0] < 0:
+        quads = quads[:, [0, 2, 1, 3]]
+    if cell == "quadrilateral":
+        cells = quads
+    elif cell == "triangle":
+        cells = _orient_simplices(pts, np.concatenate([quads[:, [0, 1, 3]], quads[:, [0, 3, 2]]]))
+    else:
+        raise InputError(f"plate with hole: cell must be quadrilateral or triangle, got {cell!r}")
+    g = GlobalMesh(cell, 1, pts, cells.astype(np.int64), np.ones(len(cells), dtype=np.int32), {"plate": 1})
+    el = g.element
+    F, FC, FT = [], [], []
+    tol = 1e-9 * size
+    tests = {1: lambda X: np.all(np.abs(np.linalg.norm(X, axis=-1) - radius) < tol, axis=1),
+             2: lambda X: np.all(np.abs(X[..., 0]) < tol, axis=1),
+             3: lambda X: np.all(np.abs(X[..., 1]) < tol, axis=1),
+             4: lambda X: np.all(np.abs(X[..., 0] - size) < tol, axis=1),
+             5: lambda X: np.all(np.abs(X[..., 1] - size) < tol, axis=1)}
+    for loc in el.facet_local_nodes():
+        X = g.points[g.cells[:, loc]]
+        for tag, test in tests.items():
+            on = test(X)
+            if on.any():
+                F.append(g.cells[on][:, loc])
+                FC.append(np.flatnonzero(on))
+                FT.append(np.full(on.sum(), tag))
+    g.facets, g.facet_cells, g.facet_tags = np.concatenate(F), np.concatenate(FC), np.concatenate(FT)
+    g.facet_names = {"hole": 1, "left": 2, "bottom": 3, "right": 4, "top": 5}
+    return elevate(g) if degree == 2 else g
+
+
 def elevate(g: GlobalMesh) -> GlobalMesh:
     """Degree 1 → 2: add edge (and for Q2 face and cell) nodes with straight sides."""
     if g.degree != 1:

@@ -204,6 +204,41 @@ def _run_fem_diffusion(comm, quick: bool, perturb: float = 1.0) -> list[StudyRes
     return out
 
 
+def _run_fem_heat(comm, quick: bool, perturb: float = 1.0) -> list[StudyResult]:
+    """Temporal refinement: backward Euler must be first order in dt.
+
+    u = w(x) + e^{−λt} sin(πx) sin(πy), λ = 2π²k/ρc: the eigenmode decays, so the source −kΔw and
+    the Dirichlet data w are time independent (HeatProblem assembles them once)."""
+    import sympy as sp
+
+    from ..fem import Dirichlet, HeatProblem, create_box, error_norms
+    from . import mms
+
+    x, y, t = mms.coords(2, time=True)
+    lam = 2 * sp.pi ** 2
+    w = sp.exp(x / 2) * sp.cos(y) + x * y
+    ms_exact = mms.diffusion(w + sp.exp(-lam * t) * sp.sin(sp.pi * x) * sp.sin(sp.pi * y), 1, 2, transient=True)
+    ms_w = mms.diffusion(w, 1, 2)
+    T = 0.05
+    n = 48 if quick else 96
+    mesh = create_box(comm, (n, n), cell="quadrilateral", degree=1)
+    ue = ms_exact.fn("u")
+
+    def solve(nsteps):
+        prob = HeatProblem(mesh, 1.0, perturb, _qp(ms_w.fn("source")), [Dirichlet("boundary", ms_w.fn("u"))],
+                           dt=T / nsteps, prefix="verify_heat_")
+        prob.set_initial(lambda X: ue(X, 0.0))
+        for _ in range(nsteps):
+            prob.step()
+        ul = prob.space.local_array(prob.u)
+        e0, _ = error_norms(prob.space, ul, _qp(lambda X: ue(X, T)))
+        prob.destroy()
+        return {"h": T / nsteps, "errors": {"L2(t=T)": e0}}
+
+    return [ConvergenceStudy(f"fem.HeatProblem backward Euler, Q1 {n}×{n}, temporal refinement", solve,
+                             {"L2(t=T)": 1.0}, tolerance=0.15, nfit=2, variable="dt").run([4, 8, 16, 32])]
+
+
 def _run_fem_elasticity(comm, quick: bool, perturb: float = 1.0) -> list[StudyResult]:
     from ..fem import Dirichlet, ElasticityProblem, create_box, error_norms
     from ..materials.base import LinearElastic
@@ -321,6 +356,8 @@ register(Suite("vv-tri", "hpcmsm.vv.tri", "P1/P2 triangles (the DWR solver): L2/
                _run_vv_tri))
 register(Suite("fem-diffusion", "hpcmsm.fem.solve_diffusion", "macro FE diffusion, P1 triangles and Q2 quads",
                ("hpcmsm.fem:solve_diffusion", "hpcmsm.fem:error_norms"), _run_fem_diffusion))
+register(Suite("fem-heat", "hpcmsm.fem.HeatProblem", "transient diffusion, backward Euler: order 1 in dt",
+               ("hpcmsm.fem:HeatProblem",), _run_fem_heat))
 register(Suite("fem-elasticity", "hpcmsm.fem.ElasticityProblem", "small-strain elasticity, Q1 and P2",
                ("hpcmsm.fem:ElasticityProblem",), _run_fem_elasticity))
 register(Suite("fem-finite-strain", "hpcmsm.fem.HyperelasticProblem", "finite-strain neo-Hooke, P2 triangles",

@@ -125,3 +125,24 @@ def test_validate_command_writes_report(hpcmsm_cli, tmp_path):
     js = json.load(open(os.path.join(out, "validation.json")))
     assert js["validation"]["provenance"]["synthetic"] is True
     assert len(js["validation"]["points"]) == 6 and os.path.getsize(os.path.join(out, "validation.png")) > 1000
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("name", ["fem-heat", "phasefield-ch", "phasefield-ac"])
+def test_time_dependent_suites_reach_expected_orders(comm, name):
+    r = suites.run_suite(comm, name)
+    if r.status == "not available":
+        pytest.skip(r.message)
+    assert r.status == "pass", (r.message, [s.markdown() for s in r.studies])
+    if name == "phasefield-ac":   # a 5 % error in the gradient coefficient is caught
+        assert suites.run_suite(comm, name, perturb=1.05).status == "fail"
+
+
+@pytest.mark.slow
+@pytest.mark.mpi
+def test_every_available_suite_passes_and_catches_an_injected_bug(comm):
+    for name in suites.SUITES:
+        r = suites.run_suite(comm, name)
+        assert r.status in ("pass", "not available"), (name, r.message)
+        if r.status == "pass" and name not in ("gci",):
+            assert suites.run_suite(comm, name, perturb=1.05).status == "fail", name

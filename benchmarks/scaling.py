@@ -2,9 +2,11 @@
 
     ./run python benchmarks/scaling.py PRESET [--ranks 1 2 4] [--out DIR] [--figures DIR] [harness options]
 
-PRESET: stencil (the DMDA heat kernel), phasefield (Cahn–Hilliard, PFHub-1-like spinodal
-decomposition on a grid of nx² cells), fe2 (macro bar with RVEs at every quadrature point),
-homogenize (one 3D RVE).  Prints the table; writes scaling.json/.md and strong/weak PNGs to
+PRESET: stencil (the DMDA heat kernel); phasefield-lib (Cahn–Hilliard PFHub-1 spinodal
+decomposition, fixed-Δt implicit steps of hpcmsm's PhaseFieldSolver via benchmarks/scaling_ch.py,
+nx² cells); phasefield (the same through the `phasefield` command, once it exists); fe2 (plate
+with a hole, 2 load steps, a plastic voxel RVE at every quadrature point; speedup measured on
+the Newton phase); homogenize (one 3D periodic elasticity RVE, n_vox³ voxels).  Prints the table; writes scaling.json/.md and strong/weak PNGs to
 --out; --figures copies the PNGs as <preset>_strong.png / <preset>_weak.png.  Extra arguments
 are handed to the harness (e.g. --repeat 3, --metric solve).
 """
@@ -18,9 +20,58 @@ sys.path.insert(0, ROOT)
 from hpcmsm.bench import scaling  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+FE2_TEMPLATE = """[macro]
+geometry = "plate_with_hole"
+size = 10.0
+hole_radius = 3.0
+cells = [${ca}, 4]
+displacement = 0.01
+steps = 2
+[micro]
+model = "voxel"
+voxels = 8
+microstructure = "particle"
+volume_fraction = 0.2
+bc = "periodic"
+matrix = { E = 70e3, nu = 0.33, sigma_y = 100.0, H = 500.0 }
+particle = { E = 400e3, nu = 0.2 }
+[pool]
+group_size = 1
+balance = "cost"
+[output]
+dir = "${outdir}/res"
+"""
+
+HOMOGENIZE_TEMPLATE = """[problem]
+kind = "elasticity"
+bc = ["periodic"]
+[microstructure]
+type = "random_inclusions"
+shape = [${n_vox}, ${n_vox}, ${n_vox}]
+volume_fraction = 0.2
+radius = 4.0
+seed = 1
+[[phases]]
+name = "matrix"
+E = 3.5e9
+nu = 0.35
+[[phases]]
+name = "inclusion"
+E = 70e9
+nu = 0.22
+[output]
+dir = "${outdir}/res"
+"""
+
 PRESETS = {
-    "stencil": ["--cmd", "bench stencil --nx {nx} --steps 200 --json {json}",
-                "--strong", "nx=1024", "--weak", "nx=round(512*n**0.5)"],
+    "stencil": (["--cmd", "bench stencil --nx {nx} --steps 200 --json {json}",
+                 "--strong", "nx=1024", "--weak", "nx=round(512*n**0.5)"], None),
+    "phasefield-lib": (["--cmd", "benchmarks/scaling_ch.py --nx {nx} --steps 4 --json {json}",
+                        "--strong", "nx=256", "--weak", "nx=round(192*n**0.5)", "--metric", "step"], None),
+    "fe2": (["--cmd", "fe2 {input} --quiet", "--strong", "ca=8", "--weak", "ca=4*n", "--metric", "newton"],
+            FE2_TEMPLATE),
+    "homogenize": (["--cmd", "homogenize {input} --quiet", "--strong", "n_vox=32",
+                    "--weak", "n_vox=round(24*n**(1/3))"], HOMOGENIZE_TEMPLATE),
 }
 
 
@@ -39,9 +90,16 @@ def main(argv):
         rest += ["--out", os.path.join(tempfile.gettempdir(), f"hpcmsm-scaling-{preset}")]
     if "--ranks" not in rest:
         rest += ["--ranks", "1", "2", "4"]
-    args = PRESETS[preset] + ["--title", f"{preset} (hpcmsm.bench.scaling)"] + rest
-    rc = scaling.main(args)
+    words, template = PRESETS[preset]
     out = rest[rest.index("--out") + 1]
+    if template and "--template" not in rest:
+        os.makedirs(out, exist_ok=True)
+        tpl = os.path.join(out, f"{preset}.toml.in")
+        with open(tpl, "w") as fh:
+            fh.write(template)
+        rest += ["--template", tpl]
+    args = words + ["--title", f"{preset} (hpcmsm.bench.scaling)"] + rest
+    rc = scaling.main(args)
     if figures:
         os.makedirs(figures, exist_ok=True)
         for mode in ("strong", "weak"):

@@ -156,6 +156,17 @@ def eval_params(specs: list[str], n: int) -> dict:
     return out
 
 
+def mpi_launcher(n: int) -> list[str]:
+    """The launcher words the project's ``run`` would use: HPCMSM_MPIRUN, srun in SLURM, mpirun."""
+    import shutil
+
+    if os.environ.get("HPCMSM_MPIRUN"):
+        return [*shlex.split(os.environ["HPCMSM_MPIRUN"]), "-n", str(n)]
+    if os.environ.get("SLURM_JOB_ID") and shutil.which("srun"):
+        return ["srun", "-n", str(n)]
+    return ["mpirun", "-n", str(n)]
+
+
 def run_case(cmd: str, n: int, params: dict, case_dir: str, *, template: str | None = None,
              launcher: list[str] | None = None, log_view: bool = True, timeout: float = 3600,
              env: dict | None = None) -> dict:
@@ -170,7 +181,13 @@ def run_case(cmd: str, n: int, params: dict, case_dir: str, *, template: str | N
             fh.write(text)
     words = shlex.split(cmd.format(**subs))
     lv = os.path.join(case_dir, "log_view.txt")
-    launch = launcher or [os.path.join(ROOT, "run"), "-n", str(n)]
+    if launcher:
+        launch = launcher
+    elif words and words[0].endswith(".py"):  # a Python script (e.g. benchmarks/scaling_ch.py)
+        words[0] = os.path.abspath(os.path.join(ROOT, words[0])) if not os.path.isabs(words[0]) else words[0]
+        launch = mpi_launcher(n) + [sys.executable]
+    else:
+        launch = [os.path.join(ROOT, "run"), "-n", str(n)]
     full = [*launch, *words] + (["-log_view", f":{lv}"] if log_view else [])
     t0 = time.perf_counter()
     p = subprocess.run(full, capture_output=True, text=True, timeout=timeout, env=clean_env(env), cwd=case_dir)
@@ -332,7 +349,8 @@ def plot(results: dict, outdir: str, title: str = "") -> list[str]:
 def add_arguments(p) -> None:
     p.add_argument("--cmd", required=True,
                    help="hpcmsm command and arguments, e.g. 'bench stencil --nx {nx} --json {json}' "
-                        "(placeholders {n} {outdir} {input} {json} and the size parameters)")
+                        "(placeholders {n} {outdir} {input} {json} and the size parameters), or a "
+                        "Python script and its arguments ('benchmarks/scaling_ch.py --nx {nx}')")
     p.add_argument("--ranks", type=int, nargs="+", default=[1, 2, 4], help="rank counts (default 1 2 4)")
     p.add_argument("--mode", choices=["strong", "weak", "both"], default="both")
     p.add_argument("--strong", action="append", default=[], metavar="NAME=EXPR",

@@ -131,3 +131,18 @@ def test_harness_end_to_end(tmp_path):
         assert (out / f"{mode}.png").stat().st_size > 10000
     md = (out / "scaling.md").read_text()
     assert "| 3* |" in md or doc["cores"] >= 3
+
+
+def test_launcher_choice(monkeypatch, tmp_path):
+    """Scripts are launched like ./run does: HPCMSM_MPIRUN, else srun inside SLURM, else mpirun."""
+    monkeypatch.delenv("HPCMSM_MPIRUN", raising=False)
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    assert scaling.mpi_launcher(3) == ["mpirun", "-n", "3"]
+    fake = tmp_path / "srun"
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("SLURM_JOB_ID", "7")
+    assert scaling.mpi_launcher(4) == ["srun", "-n", "4"]
+    monkeypatch.setenv("HPCMSM_MPIRUN", "mpiexec --bind-to core")
+    assert scaling.mpi_launcher(2) == ["mpiexec", "--bind-to", "core", "-n", "2"]

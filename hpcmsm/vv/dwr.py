@@ -97,7 +97,8 @@ def _qoi_vector(V: tri.Space, qoi: tuple) -> np.ndarray:
     raise ValueError(f"unknown QoI kind {kind!r}")
 
 
-def _solve_dirichlet(comm, V: tri.Space, A, b, g, prefix: str) -> np.ndarray:
+def solve_dirichlet(comm, V: tri.Space, A, b, g, prefix: str = "dwr_") -> np.ndarray:
+    """Solve ``A u = b`` with ``u = g`` on the boundary DOFs of ``V`` (distributed KSP); full ``u``."""
     u = np.zeros(V.ndofs)
     bd = V.boundary_dofs
     if g is not None and not (np.isscalar(g) and g == 0):
@@ -136,10 +137,10 @@ def estimate(comm, prob: PoissonProblem, mesh: tri.TriMesh, prefix: str = "dwr_"
     V2 = tri.space(mesh, 2, info)
     kfun = prob.conductivity
     A1, b1 = tri.assemble(V1, kfun, prob.source)
-    u = _solve_dirichlet(comm, V1, A1, b1, prob.dirichlet, prefix + "primal_")
+    u = solve_dirichlet(comm, V1, A1, b1, prob.dirichlet, prefix + "primal_")
     A2, b2 = tri.assemble(V2, kfun, prob.source)
     j2 = _qoi_vector(V2, prob.qoi)
-    z2 = _solve_dirichlet(comm, V2, A2, j2, 0.0, prefix + "dual_")
+    z2 = solve_dirichlet(comm, V2, A2, j2, 0.0, prefix + "dual_")
     Jh = float(_qoi_vector(V1, prob.qoi) @ u)
     # w = z2 − I_h z2 is a pure edge-bubble field: its coefficient on edge e is z2(mid) − mean(z2(ends))
     N = mesh.npoints

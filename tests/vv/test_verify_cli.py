@@ -146,3 +146,14 @@ def test_every_available_suite_passes_and_catches_an_injected_bug(comm):
         assert r.status in ("pass", "not available"), (name, r.message)
         if r.status == "pass" and name not in ("gci",):
             assert suites.run_suite(comm, name, perturb=1.05).status == "fail", name
+
+
+def test_docs_usage_example_runs(capsys):
+    from hpcmsm.vv import report as rp
+
+    assert rp.USAGE_EXAMPLE in rp.DOC_INTRO
+    exec(compile(rp.USAGE_EXAMPLE, "docs/verification.md", "exec"), {})
+    out = capsys.readouterr().out
+    assert "| L2 | 2 |" in out and "p = 2.00" in out
+    page = open(os.path.join(ROOT, "docs", "verification.md")).read()
+    assert rp.USAGE_EXAMPLE in page   # the committed page was generated from the current text

@@ -42,6 +42,32 @@ balance = "cost"
 dir = "${outdir}/res"
 """
 
+PHASEFIELD_TEMPLATE = """[problem]
+model = "cahn_hilliard"
+shape = [${nx}, ${nx}]
+lengths = [200.0, 200.0]
+boundary = "periodic"
+kappa = 2.0
+mobility = 5.0
+[energy]
+kind = "double_well"
+rho = 5.0
+c_alpha = 0.3
+c_beta = 0.7
+[initial]
+kind = "pfhub1_periodic"
+[time]
+t_end = 4.0
+scheme = "implicit"
+dt0 = 1.0
+adaptive = false
+output_times = [4.0]
+[output]
+dir = "${outdir}/res"
+checkpoint_every = 0
+png = false
+"""
+
 HOMOGENIZE_TEMPLATE = """[problem]
 kind = "elasticity"
 bc = ["periodic"]
@@ -68,6 +94,8 @@ PRESETS = {
                  "--strong", "nx=1024", "--weak", "nx=round(512*n**0.5)"], None),
     "phasefield-lib": (["--cmd", "benchmarks/scaling_ch.py --nx {nx} --steps 4 --json {json}",
                         "--strong", "nx=256", "--weak", "nx=round(192*n**0.5)", "--metric", "step"], None),
+    "phasefield": (["--cmd", "phasefield {input} --quiet", "--strong", "nx=256", "--weak", "nx=round(192*n**0.5)",
+                    "--metric", "time loop"], PHASEFIELD_TEMPLATE),
     "fe2": (["--cmd", "fe2 {input} --quiet", "--strong", "ca=8", "--weak", "ca=4*n", "--metric", "newton"],
             FE2_TEMPLATE),
     "homogenize": (["--cmd", "homogenize {input} --quiet", "--strong", "n_vox=32",

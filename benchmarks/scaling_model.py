@@ -39,8 +39,13 @@ def case(dirname, mode, n):
 
 def ch_part(a, here, target):
     c1 = case(a.ch, "strong", 1)
-    summ = load(os.path.join(a.ch, "strong", "n1", "summary.json"))
-    cells, steps = summ["cells"], summ["steps"]
+    base = os.path.join(a.ch, "strong", "n1")
+    if os.path.exists(os.path.join(base, "summary.json")):      # benchmarks/scaling_ch.py
+        summ = load(os.path.join(base, "summary.json"))
+        cells, steps, phase = summ["cells"], summ["steps"], "step"
+    else:                                                        # the phasefield command
+        summ = load(os.path.join(base, "res", "phasefield_summary.json"))
+        cells, steps, phase = math.prod(summ["shape"]), summ["steps"], "time loop"
     ch = calibrate_ch(c1["petsc"], cells, steps, dim=2, pc="allgather-fft")
     out = {"calibration": {k: getattr(ch, k) for k in ("n_newton", "n_krylov", "c_res", "c_jac", "c_matvec",
                                                        "c_vec", "c_fft")},
@@ -52,7 +57,7 @@ def ch_part(a, here, target):
         c = case(a.ch, "strong", n)
         if not c or c["returncode"] != 0:
             continue
-        meas = c["timers"]["step"]["max"] / steps
+        meas = c["timers"][phase]["max"] / steps
         pred = ch.parts(n, here)["total"] * (max(1.0, n / here.cores_per_node))  # time-sharing beyond the cores
         val.append({"ranks": n, "measured_s_per_step": meas, "predicted_s_per_step": pred,
                     "oversubscribed": n > here.cores_per_node})

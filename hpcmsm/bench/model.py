@@ -46,8 +46,10 @@ ASSUMPTIONS = [
     "Hockney model t = α + m/β per message; no contention between simultaneous messages beyond "
     "the per-node bandwidth share; collectives by recursive doubling (log₂P stages).",
     "Up to cores_per_node ranks the intra-node α, β, allreduce stage measured here apply; beyond, "
-    "α_net = 1.5 µs, β_net = 12 GB/s per node (InfiniBand HDR-class), a per-stage allreduce "
-    "latency of 2 µs — typical published values, not measured here.",
+    "α_net = 1.5 µs, β_net = 12 GB/s per node link (InfiniBand HDR-class), a per-stage allreduce "
+    "latency of 2 µs — typical published values, not measured here.  Off-node halo messages share "
+    "the link among ≈√(cores_per_node) boundary ranks; all-to-all/allgather traffic among all "
+    "cores_per_node ranks of a node.",
     "Per-point compute cost calibrated on 1 rank; with r ranks per node a memory-bound kernel is "
     "limited by the node's STREAM bandwidth shared r ways (cores_per_node = 128 in the extrapolation).",
     "Newton and Krylov iteration counts per step are P-independent (true for the exact-inverse "
@@ -77,8 +79,18 @@ class Machine:
         return self.alpha_net, self.beta_net, self.allreduce_stage_net
 
     def p2p(self, P: int, nbytes: float) -> float:
+        """A neighbour (halo) message.  Beyond one node the boundary ranks of a node share its
+        network link: with a square block of ranks per node about √(cores) of them talk off-node."""
         a, b, _ = self._ab(P)
+        if P > self.cores_per_node:
+            b = min(self.beta, b / math.sqrt(self.cores_per_node))
         return a + nbytes / b
+
+    def bulk_beta(self, P: int) -> float:
+        """Per-rank bandwidth when every rank moves data off-node at once (all-to-all, allgather)."""
+        if P <= self.cores_per_node:
+            return self.beta
+        return min(self.beta, self.beta_net / self.cores_per_node)
 
     def allreduce(self, P: int, nbytes: float = 8.0) -> float:
         if P <= 1:
@@ -89,8 +101,8 @@ class Machine:
     def allgather(self, P: int, total_bytes: float) -> float:
         if P <= 1:
             return 0.0
-        a, b, _ = self._ab(P)
-        return math.ceil(math.log2(P)) * a + total_bytes * (P - 1) / P / b
+        a = self._ab(P)[0]
+        return math.ceil(math.log2(P)) * a + total_bytes * (P - 1) / P / self.bulk_beta(P)
 
     def alltoall_counts(self, P: int) -> float:
         """Dense all-to-all of one int per pair (Bruck: log P rounds of P/2 ints)."""
@@ -136,7 +148,7 @@ class CahnHilliardModel:
             return m.allgather(P, N * self.dof * 8.0) + self.c_fft * N * math.log2(max(N, 2))
         if self.pc == "pencil-fft":
             transposes = 4  # forward + inverse, two transposes each (pencil decomposition)
-            per = (math.sqrt(P) * m._ab(P)[0] + N * self.dof * 8.0 / P / m._ab(P)[1]) if P > 1 else 0.0
+            per = (math.sqrt(P) * m._ab(P)[0] + N * self.dof * 8.0 / P / m.bulk_beta(P)) if P > 1 else 0.0
             return self.c_fft * N * math.log2(max(N, 2)) / P + transposes * per
         if self.pc == "mg":
             levels = max(1, int(math.log2(max(N / P, 4)) / self.dim))
@@ -197,7 +209,7 @@ class FE2Model:
         partners = min(groups, max(1.0, qp_per_rank)) if P > 1 else 0
         a, b, _ = m._ab(P)
         vol = max(qp_per_rank, per_group) * (self.doubles_out + self.doubles_back) * 8.0
-        exchange = (2 * m.alltoall_counts(P) + 2 * partners * a + vol / b) if P > 1 else 0.0
+        exchange = (2 * m.alltoall_counts(P) + 2 * partners * a + vol / m.bulk_beta(P)) if P > 1 else 0.0
         if g > 1:  # broadcast of the group's strains and the state inside the group
             exchange += math.ceil(math.log2(g)) * (a + per_group * self.doubles_out * 8.0 / b)
         macro = (self.n_rve / P * self.c_macro_qp

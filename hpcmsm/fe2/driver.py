@@ -207,6 +207,8 @@ def run_fe2(cfg: FE2Input, comm, *, restart: bool = False, input_text: str = "",
             with timers("rebalance"):
                 pool.rebalance(costs)
         ce = cfg.output.checkpoint_every or cfg.output.every
+        if os.environ.get("HPCMSM_FE2_STOP_AFTER") == str(step):   # test hook: a deterministic "kill"
+            signals.request_stop(f"HPCMSM_FE2_STOP_AFTER={step}")
         stop = signals.should_stop(comm)
         if step % ce == 0 or step == nsteps or stop:
             with timers("checkpoint"):

@@ -169,27 +169,26 @@ class VoxelRVE:
         self.kmap = np.searchsorted(keys, mykeys)
         self.kkeep = keep
 
-    def _assemble_K(self, Ke: np.ndarray) -> sp.csr_matrix:
-        data = np.bincount(self.kmap, weights=Ke.reshape(-1)[self.kkeep], minlength=self.nnz)
-        if self.comm.size > 1:
-            tot = np.empty_like(data)
-            self.comm.Allreduce(data, tot)
-            data = tot
+    def _local_K(self, Ke: np.ndarray) -> np.ndarray:
+        """This rank's element matrices summed into the CSR data array (not reduced)."""
+        return np.bincount(self.kmap, weights=Ke.reshape(-1)[self.kkeep], minlength=self.nnz)
+
+    def _csr(self, data: np.ndarray) -> sp.csr_matrix:
         return sp.csr_matrix((data, self.indices, self.indptr), shape=(self.nred, self.nred))
+
+    def _assemble_K(self, Ke: np.ndarray) -> sp.csr_matrix:
+        return self._csr(self._sum(self._local_K(Ke)))
+
+    def _local_vec(self, fe: np.ndarray) -> np.ndarray:
+        ed = self.edofs[self.e0:self.e1].ravel()
+        if fe.ndim == 2:
+            return np.bincount(ed, weights=fe.ravel(), minlength=self.ndof)
+        k = fe.shape[2]
+        return np.stack([np.bincount(ed, weights=fe[:, :, j].ravel(), minlength=self.ndof) for j in range(k)], 1)
 
     def _assemble_vec(self, fe: np.ndarray) -> np.ndarray:
         """Element vectors (ne_loc, nn*d[, k]) → full DOF vector(s), summed over the group."""
-        ed = self.edofs[self.e0:self.e1].ravel()
-        if fe.ndim == 2:
-            v = np.bincount(ed, weights=fe.ravel(), minlength=self.ndof)
-        else:
-            k = fe.shape[2]
-            v = np.stack([np.bincount(ed, weights=fe[:, :, j].ravel(), minlength=self.ndof) for j in range(k)], 1)
-        if self.comm.size > 1:
-            tot = np.empty_like(v)
-            self.comm.Allreduce(v, tot)
-            v = tot
-        return v
+        return self._sum(self._local_vec(fe))
 
     def _sum(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=float)
@@ -409,12 +408,14 @@ class VoxelRVE:
             eps = self._strains(E, w)
             sig, Ct, new = self._material_update(eps, mats)
             fe = sig.reshape(ne_loc, -1) @ self._Bforce
-            r = self._assemble_vec(fe)
-            fabs = self._assemble_vec(np.abs(fe))
+            # one reduction per iteration over the group: residual, its magnitude, tangent
+            nd = self.ndof
+            buf = self._sum(np.concatenate([self._local_vec(fe), self._local_vec(np.abs(fe)),
+                                            self._local_K(Ct.reshape(ne_loc, -1) @ self._Bstiff)]))
+            r, fabs, K = buf[:nd], buf[nd:2 * nd], self._csr(buf[2 * nd:])
             rn = np.linalg.norm(r[self.free])
             ref = np.linalg.norm(fabs[self.free])
             rnorms.append(rn)
-            K = self._assemble_K(Ct.reshape(ne_loc, -1) @ self._Bstiff)
             if rn <= self.rtol * ref or rn < 1e-300:
                 converged = True
                 break

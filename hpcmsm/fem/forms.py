@@ -63,7 +63,7 @@ def source_vector(N, f, wdet):
 def deformation_gradient(dNdX, ue):
     """F = I + Σ_a u_a ⊗ ∇N_a  (c, q, d, d) from element displacements ue (c, nen, d)."""
     d = dNdX.shape[-1]
-    return np.eye(d) + np.einsum("cai,cqaJ->cqiJ", ue, dNdX, optimize=True)
+    return np.eye(d) + np.matmul(ue.transpose(0, 2, 1)[:, None], dNdX)
 
 
 def internal_force_finite(dNdX, P, wdet):

@@ -152,9 +152,9 @@ class _MechanicsBase:
     def _geom_cells(self, cells):
         sp = self.space
         X = self.mesh.points[self.mesh.cells[cells]]
-        J = np.einsum("cai,qak->cqik", X, sp.dN)
+        J = np.matmul(X.transpose(0, 2, 1)[:, None], sp.dN[None])
         invJ = np.linalg.inv(J)
-        dNdx = np.einsum("qak,cqki->cqai", sp.dN, invJ)
+        dNdx = np.matmul(sp.dN[None], invJ)
         return None, dNdx, np.linalg.det(J) * sp.qwts
 
     def destroy(self):
@@ -197,7 +197,7 @@ class ElasticityProblem(_MechanicsBase):
             for _, cells in self.group_cell_slices(g):
                 _, dNdx, w = self._geom_cells(cells)
                 B = forms.strain_operator(dNdx)
-                strains.append(np.einsum("cqmi,ci->cqm", B, u_local[sp.cell_dofs[cells]]))
+                strains.append(np.matmul(B, u_local[sp.cell_dofs[cells]][:, None, :, None])[..., 0])
             eps = np.concatenate(strains) if strains else np.zeros((0, nq, 3 if self.dim == 2 else 6))
             try:
                 with np.errstate(invalid="raise", divide="raise", over="raise"):

@@ -60,18 +60,18 @@ class FunctionSpace:
         """Quadrature-point coordinates x (c, q, d), gradients dN/dx (c, q, nen, d) and
         weights w·detJ (c, q) for the cells ``sl``."""
         X = self.mesh.points[self.mesh.cells[sl]]
-        J = np.einsum("cai,qak->cqik", X, self.dN)
+        J = np.matmul(X.transpose(0, 2, 1)[:, None], self.dN[None])          # (c, q, i, k)
         det = np.linalg.det(J)
         invJ = np.linalg.inv(J)
-        dNdx = np.einsum("qak,cqki->cqai", self.dN, invJ)
-        x = np.einsum("qa,cai->cqi", self.N, X)
+        dNdx = np.matmul(self.dN[None], invJ)                                # (c, q, a, i)
+        x = np.matmul(self.N[None], X)                                       # (c, q, i)
         return x, dNdx, det * self.qwts
 
     def _check_geometry(self):
         bad = 0
         for sl in self.chunks():
             X = self.mesh.points[self.mesh.cells[sl]]
-            J = np.einsum("cai,qak->cqik", X, self.dN)
+            J = np.matmul(X.transpose(0, 2, 1)[:, None], self.dN[None])
             bad += int(np.sum(np.linalg.det(J) <= 0))
         check_all(self.comm, bad == 0, f"mesh has {bad} inverted or degenerate cells (det J <= 0)")
 

@@ -51,6 +51,7 @@ class MicrostructureSection:
     dataset: str = param("labels", doc="HDF5 dataset with labels indexed [x, y(, z)]")
     threshold: Optional[float] = param(None, doc="image: grey >= threshold is phase 1")
     labels: dict[str, int] = param(default_factory=dict, doc="raw value → phase label mapping")
+    stride: int = param(1, ge=1, doc="imported data: keep every stride-th voxel (coarsen large images)")
 
     def validate(self):
         if self.type not in ("numpy", "hdf5", "image"):
@@ -148,7 +149,10 @@ def build_micro(sec: MicrostructureSection, base_dir: str = ".", *, seed: int | 
             m = ms.from_hdf5(path, sec.dataset, mapping, nphases)
         else:
             m = ms.from_image(path, mapping, sec.threshold, nphases)
-    m.voxel_size = sec.voxel_size
+        if sec.stride > 1:
+            sl = tuple(slice(None, None, sec.stride) for _ in range(m.dim))
+            m = ms.Microstructure(m.labels[sl].copy(), description=m.description + f" (stride {sec.stride})")
+    m.voxel_size = sec.voxel_size * (sec.stride if t in ("numpy", "hdf5", "image") else 1)
     return m
 
 

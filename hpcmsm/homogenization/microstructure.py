@@ -190,12 +190,11 @@ def random_inclusions(shape, volume_fraction: float, radius: float, seed: int = 
     # stochastic rounding of the inclusion count: the expected volume fraction is the target at
     # every size (plain rounding biases small SVEs and spoils RVE-size studies)
     n_real = volume_fraction * np.prod(L) / vol1
-    n_inc = max(1, int(np.floor(n_real)) + int(rng.random() < n_real - np.floor(n_real)))
+    n_inc = int(np.floor(n_real)) + int(rng.random() < n_real - np.floor(n_real))
     # RSA jams near 0.547 (2D) / 0.38 (3D); refuse clearly unreachable requests early
     jam = 0.547 if d == 2 else 0.384
-    vf_c = n_inc * vol1 / np.prod(L)
     dmin = 2 * radius + min_gap
-    eff = vf_c * (dmin / (2 * radius)) ** d
+    eff = volume_fraction * (dmin / (2 * radius)) ** d
     if eff > jam:
         raise InputError(f"volume fraction {volume_fraction} with radius {radius} and gap {min_gap} voxels is "
                          f"unreachable without overlap by random sequential addition (limit about "

@@ -20,8 +20,8 @@ TINY = {
     "homogenize_checkerboard_2d.toml": {"shape": [16, 16]},
     "homogenize_fibres_3d.toml": {"shape": [12, 12, 2]},
     "homogenize_ellipses_2d.toml": {"shape": [48, 24]},
-    "homogenize_polycrystal_3d.toml": {"shape": [8, 8, 8], "grains": 4},
-    "homogenize_micrograph.toml": {},
+    "homogenize_polycrystal_3d.toml": {"shape": [6, 6, 6], "grains": 3},
+    "homogenize_micrograph.toml": {"stride": 3},
 }
 
 
@@ -40,6 +40,7 @@ def test_example_tiny(comm, shared_tmp, name):
     data, text = read_toml(os.path.join(EX, name))
     data["microstructure"].update(TINY[name])
     data["output"]["dir"] = os.path.join(shared_tmp, "out")
+    data["output"]["png"] = name == "homogenize_inclusions_2d.toml"   # plotting is slow; check it once
     cfg = from_dict(HomogenizeInput, data, file=name)
     s = homogenize(cfg, comm, input_text=text, base_dir=EX, log=Log(comm, quiet=True))
     assert s["_audit"].passed, s["_audit"].summary()
@@ -48,8 +49,11 @@ def test_example_tiny(comm, shared_tmp, name):
         assert np.linalg.eigvalsh(0.5 * (C + C.T)).min() > 0
     comm.Barrier()
     out = cfg.output.dir
-    for f in ("summary.json", "effective.h5", "microstructure.xdmf", "microstructure.png"):
+    for f in ("summary.json", "effective.h5", "microstructure.xdmf"):
         assert os.path.exists(os.path.join(out, f)), f
+    if cfg.output.png:
+        for f in ("microstructure.png", "bounds.png", "two_point_correlation.png"):
+            assert os.path.exists(os.path.join(out, f)), f
     if "periodic" in cfg.problem.bc:
         assert os.path.exists(os.path.join(out, "correctors.xdmf"))
         if comm.rank == 0:

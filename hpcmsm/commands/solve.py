@@ -129,6 +129,10 @@ def add_arguments(p) -> None:
     p.add_argument("input", help="TOML input file (see examples/solve_*.toml)")
     p.add_argument("--output", metavar="DIR", help="override [output] dir")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--restart", action="store_true",
+                   help="mechanics: continue from <output dir>/solve.ckpt.h5 (any number of ranks)")
+    p.add_argument("--max-steps", type=int, metavar="N",
+                   help="mechanics: stop after N load steps (a checkpoint is written)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -209,6 +213,8 @@ def run(args, comm) -> int:
         raise InputError(f"{args.input}: [petsc] tables: only 'macro' is used by solve (got {unknown[0][:-1]!r})")
     macro_opts = popts.get("macro_", {})
 
+    if cfg.problem.physics == "heat" and (args.restart or args.max_steps):
+        raise InputError("--restart/--max-steps are implemented for the mechanics problems only")
     with timers("mesh"):
         mesh = build_mesh(cfg, comm, base)
     dim = mesh.dim
@@ -248,7 +254,7 @@ def run(args, comm) -> int:
         audit = _run_heat(cfg, mesh, specs, dirichlet, neumann, macro_opts, writer, timers, log, summary)
     else:
         audit = _run_mechanics(cfg, mesh, specs, dirichlet, neumann, macro_opts, writer, timers, log, summary,
-                               outdir)
+                               outdir, args)
     summary["timings"] = timers.summary()
     summary["audit"] = audit.as_dict()
     log(audit.summary())
@@ -366,7 +372,7 @@ def _mechanics_fields(prob, physics):
             "eq_plastic_strain": dict(data=peeq, center="Cell", description="equivalent plastic strain")}
 
 
-def _run_mechanics(cfg, mesh, specs, dirichlet, neumann, opts, writer, timers, log, summary, outdir):
+def _run_mechanics(cfg, mesh, specs, dirichlet, neumann, opts, writer, timers, log, summary, outdir, args):
     import numpy as np
 
     from ..fem import ElasticityProblem, HyperelasticProblem
@@ -386,21 +392,40 @@ def _run_mechanics(cfg, mesh, specs, dirichlet, neumann, opts, writer, timers, l
     mesh.boundary_nodes(monitor)
     curve = [(0.0, np.zeros(mesh.dim), np.zeros(mesh.dim))]
     regions = sorted({b.region for b in cfg.dirichlet})
-    writer.write(0, 0.0, {"displacement": dict(data=prob.u.getArray(readonly=True).reshape(-1, mesh.dim).copy(),
-                                                unit="m")})
-    count = [0]
+    ckpt = os.path.join(outdir, "solve.ckpt.h5")
+    stamp = dict(command_line=getattr(args, "argv", None))
+    if args.restart:
+        with timers("restart"):
+            meta = prob.load_checkpoint(ckpt)
+        curve = [(c[0], np.array(c[1]), np.array(c[2])) for c in meta["extra"]["curve"]]
+        log(f"restarted from {ckpt} at λ = {prob.lam:.6g} ({len(prob.history)} steps done)")
+    else:
+        writer.write(0, 0.0, {"displacement": dict(data=prob.u.getArray(readonly=True).reshape(-1, mesh.dim).copy(),
+                                                    unit="m")})
+
+    def save():
+        with timers("checkpoint"):
+            prob.save_checkpoint(ckpt, {"curve": [(c[0], np.asarray(c[1]).tolist(), np.asarray(c[2]).tolist())
+                                                  for c in curve]}, **stamp)
 
     def on_step(p, rec):
-        count[0] += 1
+        step = len(p.history)
         R = p.reaction(monitor)
         U = p.mean_displacement(monitor)
         curve.append((rec["lam"], U, R))
-        if count[0] % cfg.output.every == 0 or abs(rec["lam"] - 1.0) < 1e-12:
+        if step % cfg.output.every == 0 or abs(rec["lam"] - 1.0) < 1e-12:
             with timers("output"):
-                writer.write(count[0], rec["lam"], _mechanics_fields(p, cfg.problem.physics))
+                writer.write(step, rec["lam"], _mechanics_fields(p, cfg.problem.physics))
+            every = cfg.output.checkpoint_every or cfg.output.every
+            if step % every == 0:
+                save()
 
+    remaining = max(1, int(round(cfg.problem.steps * (1.0 - prob.lam))))
     with timers("solve"):
-        prob.solve(cfg.problem.steps, max_cuts=cfg.problem.max_cuts, callback=on_step, log=log)
+        prob.solve(remaining, max_cuts=cfg.problem.max_cuts, callback=on_step, log=log, max_steps=args.max_steps)
+    if prob.lam < 1.0 - 1e-12:
+        save()
+        log(f"stopped after --max-steps at λ = {prob.lam:.6g}; checkpoint {ckpt} (continue with --restart)")
     audit = prob.energy_audit()
     reactions = {r: prob.reaction(r).tolist() for r in regions}
     for r, v in reactions.items():

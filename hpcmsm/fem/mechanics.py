@@ -157,6 +157,65 @@ class _MechanicsBase:
         dNdx = np.matmul(sp.dN[None], invJ)
         return None, dNdx, np.linalg.det(J) * sp.qwts
 
+    # ----------------------------------------------------------------- checkpoint / restart
+    def save_checkpoint(self, path: str, extra: dict | None = None, **stamp) -> None:
+        """Collective: committed displacement, internal force and quadrature-point state in the
+        natural (input) numbering, so a restart may use a different number of ranks."""
+        from ..io import Checkpoint
+
+        m, d = self.mesh, self.dim
+        arrays = {"node_ids": m.node_ids[:m.n_owned].astype(np.int64),
+                  "u": self.u.getArray(readonly=True).reshape(-1, d).copy(),
+                  "f_int": self.f_int_committed.reshape(-1, d).copy() if self.kind == "small"
+                  else self.f_int.getArray(readonly=True).reshape(-1, d).copy()}
+        nq = self.space.nq
+        for k, g in enumerate(self.groups):
+            arrays[f"group{k}/cell_ids"] = m.cell_ids[g.cells].astype(np.int64)
+            for name, val in g.state.items():
+                arrays[f"group{k}/state/{name}"] = np.asarray(val).reshape((len(g.cells), nq) + np.shape(val)[1:])
+        scalars = {"lam": self.lam, "work": self.work, "dissipation": self.dissipation}
+        meta = {"history": self.history, "groups": [g.region for g in self.groups], "extra": extra or {}}
+        Checkpoint(path, self.comm).save(len(self.history), arrays, scalars, meta, **stamp)
+
+    def load_checkpoint(self, path: str) -> dict:
+        """Collective: restore what :meth:`save_checkpoint` wrote (any rank count). Returns meta."""
+        from ..errors import InputError
+        from ..io import Checkpoint
+
+        m, d = self.mesh, self.dim
+        with Checkpoint(path, self.comm).load() as ck:
+            if ck.meta.get("groups") != [g.region for g in self.groups]:
+                raise InputError(f"{path}: checkpoint material regions {ck.meta.get('groups')} do not match")
+            ids = ck.read("node_ids")
+            if len(ids) != m.n_global:
+                raise InputError(f"{path}: checkpoint has {len(ids)} nodes, the mesh {m.n_global}")
+            order = np.argsort(ids)
+            pos = order[np.searchsorted(ids[order], m.node_ids[:m.n_owned])]
+            u = ck.read("u")[pos]
+            fi = ck.read("f_int")[pos]
+            nq = self.space.nq
+            for k, g in enumerate(self.groups):
+                cid = ck.read(f"group{k}/cell_ids")
+                o = np.argsort(cid)
+                cpos = o[np.searchsorted(cid[o], m.cell_ids[g.cells])]
+                for name in list(g.state):
+                    val = ck.read(f"group{k}/state/{name}")[cpos]
+                    g.state[name] = val.reshape((len(g.cells) * nq,) + val.shape[2:])
+            self.lam = float(ck.scalars["lam"])
+            self.work = float(ck.scalars["work"])
+            self.dissipation = float(ck.scalars["dissipation"])
+            meta = ck.meta
+        self.history = list(meta["history"])
+        self.u.getArray()[:] = u.ravel()
+        self.u.ghostUpdate(self.PETSc.InsertMode.INSERT, self.PETSc.ScatterMode.FORWARD)
+        self.f_int_committed = fi.ravel().copy()
+        self.f_int.getArray()[:] = fi.ravel()
+        self.f_int.ghostUpdate(self.PETSc.InsertMode.INSERT, self.PETSc.ScatterMode.FORWARD)
+        if self.kind == "small":       # re-evaluate strains/stresses of the committed state
+            self.evaluate(self.space.local_array(self.u), want_matrix=False)
+            self.f_int_committed = self.f_int.getArray(readonly=True).copy()
+        return meta
+
     def destroy(self):
         for o in (self.u, self.f_int, self.f_ext, self.A):
             o.destroy()
@@ -319,7 +378,7 @@ class ElasticityProblem(_MechanicsBase):
         self.lam = lam
 
     def solve(self, nsteps: int = 1, lam_end: float = 1.0, min_step: float = 1e-4, max_cuts: int = 8,
-              callback: Callable | None = None, log=None) -> list[dict]:
+              callback: Callable | None = None, log=None, max_steps: int | None = None) -> list[dict]:
         """Load stepping from the committed load factor to ``lam_end`` in ``nsteps`` equal steps;
         a failed step is retried with half the increment (up to ``max_cuts`` times)."""
         if nsteps < 1:
@@ -328,6 +387,7 @@ class ElasticityProblem(_MechanicsBase):
         dlam = dlam0
         cuts = 0
         sgn = 1.0 if dlam0 >= 0 else -1.0
+        done = 0
         while sgn * (lam_end - self.lam) > 1e-12 * max(abs(lam_end), abs(dlam0)):
             target = self.lam + dlam if sgn * (lam_end - self.lam - dlam) > 0 else lam_end
             self._u_committed = self.u.getArray(readonly=True).copy()
@@ -348,6 +408,9 @@ class ElasticityProblem(_MechanicsBase):
             if log:
                 log(f"  λ = {target:.6g}: {its} Newton iterations")
             cuts = 0
+            done += 1
+            if max_steps is not None and done >= max_steps:
+                break
             dlam = dlam0 if abs(2 * dlam) >= abs(dlam0) else 2 * dlam
         return self.history
 
@@ -454,12 +517,13 @@ class HyperelasticProblem(_MechanicsBase):
         P.zeroRowsColumns(self.rows, 1.0)
 
     def solve(self, nsteps: int = 1, lam_end: float = 1.0, min_step: float = 1e-4, max_cuts: int = 8,
-              callback: Callable | None = None, log=None) -> list[dict]:
+              callback: Callable | None = None, log=None, max_steps: int | None = None) -> list[dict]:
         if nsteps < 1:
             raise InputError("number of load steps must be >= 1")
         dlam0 = (lam_end - self.lam) / nsteps
         dlam, cuts = dlam0, 0
         sgn = 1.0 if dlam0 >= 0 else -1.0
+        done = 0
         while sgn * (lam_end - self.lam) > 1e-12 * max(abs(lam_end), abs(dlam0)):
             target = self.lam + dlam if sgn * (lam_end - self.lam - dlam) > 0 else lam_end
             x = self.u.copy()
@@ -497,6 +561,9 @@ class HyperelasticProblem(_MechanicsBase):
             if log:
                 log(f"  λ = {target:.6g}: {its} Newton iterations (SNES)")
             cuts = 0
+            done += 1
+            if max_steps is not None and done >= max_steps:
+                break
             dlam = dlam0 if abs(2 * dlam) >= abs(dlam0) else 2 * dlam
         return self.history
 

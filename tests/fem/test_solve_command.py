@@ -12,7 +12,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 EX = os.path.join(ROOT, "examples")
 
 
-def _run(hpcmsm_cli, tmp_path, name, n=2, edit=None):
+def _run(hpcmsm_cli, tmp_path, name, n=2, edit=None, extra=(), out="out"):
     src = os.path.join(EX, name)
     text = open(src).read()
     if edit:
@@ -21,8 +21,8 @@ def _run(hpcmsm_cli, tmp_path, name, n=2, edit=None):
     inp.write_text(text)
     if os.path.isdir(os.path.join(EX, "meshes")) and not (tmp_path / "meshes").exists():
         shutil.copytree(os.path.join(EX, "meshes"), tmp_path / "meshes")
-    out = tmp_path / "out"
-    r = hpcmsm_cli(["solve", str(inp), "--output", str(out)], n=n, timeout=300)
+    out = tmp_path / out
+    r = hpcmsm_cli(["solve", str(inp), "--output", str(out), *extra], n=n, timeout=300)
     return r, out
 
 
@@ -109,3 +109,21 @@ def test_bad_input(hpcmsm_cli, tmp_path, what, edit, msg):
     assert r.returncode == 2, r.stderr + r.stdout
     assert msg in r.stderr
     assert r.stderr.count("hpcmsm: error:") == 1          # printed once, all ranks exit cleanly
+
+
+def test_plate_restart_on_other_rank_count(hpcmsm_cli, tmp_path):
+    """Stop after 2 of 4 load steps at 2 ranks, restart at 3 ranks: same result as one run."""
+    edit = lambda t: t.replace("steps = 12", "steps = 4").replace("degree = 2", "degree = 1")  # noqa: E731
+    r, full = _run(hpcmsm_cli, tmp_path, "solve_plate_hole_j2.toml", n=2, edit=edit, out="full")
+    assert r.returncode == 0, r.stderr
+    r, part = _run(hpcmsm_cli, tmp_path, "solve_plate_hole_j2.toml", n=2, edit=edit, out="part",
+                   extra=["--max-steps", "2"])
+    assert r.returncode == 0 and "stopped after --max-steps" in r.stdout, r.stderr + r.stdout
+    r, part = _run(hpcmsm_cli, tmp_path, "solve_plate_hole_j2.toml", n=3, edit=edit, out="part",
+                   extra=["--restart"])
+    assert r.returncode == 0 and "restarted from" in r.stdout, r.stderr + r.stdout
+    a, b = (json.load(open(d / "summary.json")) for d in (full, part))
+    assert len(b["history"]) == 4
+    assert np.allclose(a["reactions"]["top"], b["reactions"]["top"], rtol=1e-7)
+    for k in ("external_work", "stored", "dissipation"):
+        assert np.isclose(a["energies"][k], b["energies"][k], rtol=1e-7), k

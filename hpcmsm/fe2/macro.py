@@ -3,8 +3,8 @@
 The mesh is generated identically on every rank (structured boxes, a mapped plate with a hole);
 elements and nodes are block-partitioned over the communicator, the tangent is assembled with
 ``MatSetValuesRCV`` into a preallocated MPIAIJ matrix (off-process entries are stashed by PETSc),
-and solved with a KSP under the ``macro_`` prefix (default CG + GAMG with rigid-body
-near-nullspace).  Dirichlet conditions are applied symmetrically (``MatZeroRowsColumns`` with the
+and solved with a KSP under the ``macro_`` prefix (default: MUMPS LU; CG + GAMG with the rigid-body
+near-nullspace is one option away).  Dirichlet conditions are applied symmetrically (``MatZeroRowsColumns`` with the
 prescribed increment).  Any material obeying :mod:`hpcmsm.materials.base` can be used, one per
 element block (a single FE² material, or one per phase for a fully resolved DNS).
 
@@ -171,7 +171,12 @@ class MacroProblem:
         is_.destroy()
         self.ksp = PETSc.KSP().create(comm)
         self.ksp.setOptionsPrefix(prefix)
-        opts = {"ksp_type": "cg", "pc_type": "gamg", "ksp_rtol": 1e-11, "ksp_atol": 1e-50, "ksp_max_it": 2000}
+        # FE² macro meshes are small next to the RVE work: a parallel direct solver (MUMPS) is the
+        # robust default (softening plastic zones made CG+GAMG's Chebyshev smoothers indefinite);
+        # large macro meshes: [petsc.macro] ksp_type = "cg", pc_type = "gamg" (rigid-body
+        # near-nullspace attached).
+        opts = {"ksp_type": "preonly", "pc_type": "lu", "pc_factor_mat_solver_type": "mumps",
+                "ksp_rtol": 1e-11, "ksp_atol": 1e-50, "ksp_max_it": 2000}
         opts.update(petsc_options or {})
         from ..parallel import petsc_options as push
 

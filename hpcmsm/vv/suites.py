@@ -117,6 +117,31 @@ def _run_mms_symbolic(comm, quick: bool, perturb: float = 1.0) -> list[StudyResu
     return out
 
 
+def _run_hill_mandel(comm, quick: bool, perturb: float = 1.0) -> list[StudyResult]:
+    """RVE consistency: Hill–Mandel residual of every BC and Reuss ≤ TUBC ≤ PBC ≤ KUBC ≤ Voigt."""
+    from ..audit import Audit
+    from ..homogenization import driver, microstructure, phases
+    from .convergence import StudyEntry
+
+    n = 16 if quick else 32
+    micro = microstructure.checkerboard((n, n), 4)
+    ks = (1.0, 10.0)
+    ph = [phases.isotropic_phase("conductivity", 2, k=k) for k in ks]
+    res = driver.solve_all(micro, ph, "conductivity", ("kubc", "periodic", "tubc"), comm)
+    audit = Audit()
+    for bc, (C, info, _) in res.items():
+        driver.audit_tensor(audit, bc, C, info)
+    driver.order_checks(audit, {bc: v[0] for bc, v in res.items()}, [k * np.eye(2) for k in ks], [0.5, 0.5])
+    st = StudyResult(f"RVE consistency: checkerboard {n}×{n}, conductivity contrast 10", "check", [])
+    rows = ["| check | value | tolerance | result |", "|---|---|---|---|"]
+    rows += [f"| {c.name} | {c.value:.3e} | {c.relation} {c.tolerance:.0e} | {'pass' if c.passed else '**FAIL**'} |"
+             for c in audit.checks]
+    st.extra = {"table": "\n".join(rows) + "\n\nk_eff (periodic) = "
+                + f"{float(np.trace(res['periodic'][0]) / 2):.5f} (continuum: √(k1 k2) = {np.sqrt(ks[0] * ks[1]):.5f})"}
+    st.entries.append(StudyEntry("Hill–Mandel and bound ordering", 0.0, [0.0], [0.0], [], 0.0, 0.0, audit.passed, 0))
+    return [st]
+
+
 # ---------------------------------------------------------------------------------------------
 # the V&V module's own P1/P2 triangle solver (used by DWR)
 # ---------------------------------------------------------------------------------------------
@@ -352,6 +377,10 @@ register(Suite("gci", "hpcmsm.vv.convergence", "GCI/Richardson reproduce Celik e
                (), _run_gci, "consistency"))
 register(Suite("mms-symbolic", "hpcmsm.vv.mms", "sympy sources satisfy their PDEs (FD residual → 0 at order 2)",
                (), _run_mms_symbolic, "consistency"))
+register(Suite("rve-hill-mandel", "hpcmsm.homogenization.RVEProblem",
+               "Hill–Mandel condition and Reuss ≤ TUBC ≤ PBC ≤ KUBC ≤ Voigt on a checkerboard RVE",
+               ("hpcmsm.homogenization.driver:solve_all", "hpcmsm.homogenization.microstructure:checkerboard"),
+               _run_hill_mandel, "consistency"))
 register(Suite("vv-tri", "hpcmsm.vv.tri", "P1/P2 triangles (the DWR solver): L2/H1 orders", ("petsc4py.PETSc",),
                _run_vv_tri))
 register(Suite("fem-diffusion", "hpcmsm.fem.solve_diffusion", "macro FE diffusion, P1 triangles and Q2 quads",

@@ -30,6 +30,22 @@ def stiffness_small(B, D, wdet):
     return np.matmul(B.reshape(c, q * m, n).transpose(0, 2, 1), DB.reshape(c, q * m, n))
 
 
+def stiffness_isotropic(dNdx, lam: float, mu: float, wdet):
+    """Isotropic linear elasticity without B matrices (the form UFL generates):
+    K[a i, b j] = Σ_q w (λ ∂_i N_a ∂_j N_b + μ ∂_j N_a ∂_i N_b + μ δ_ij ∇N_a·∇N_b)."""
+    c, q, nen, d = dNdx.shape
+    G = dNdx.reshape(c, q, nen * d)
+    Gw = G * wdet[:, :, None]
+    M = np.matmul(G.transpose(0, 2, 1), Gw)                      # (c, nen*d, nen*d): Σ w g_ai g_bj
+    M4 = M.reshape(c, nen, d, nen, d)
+    L = np.matmul(dNdx.transpose(0, 2, 1, 3).reshape(c, nen, q * d),
+                  (dNdx * wdet[:, :, None, None]).transpose(0, 2, 1, 3).reshape(c, nen, q * d).transpose(0, 2, 1))
+    K = lam * M4 + mu * M4.transpose(0, 1, 4, 3, 2)
+    idx = np.arange(d)
+    K[:, :, idx, :, idx] += mu * L[None]
+    return K.reshape(c, nen * d, nen * d)
+
+
 def internal_force_small(B, sigma, wdet):
     """Σ_q Bᵀ σ w|J|  → (c, ndof)."""
     c, q, m, n = B.shape

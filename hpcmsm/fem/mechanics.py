@@ -57,6 +57,20 @@ def _groups(mesh, materials, kind: str, nq: int) -> list[MaterialGroup]:
     return groups
 
 
+def _isotropic_lame(material):
+    """(λ, μ) if ``material`` is a homogeneous isotropic LinearElastic (fast kernel), else None."""
+    C = getattr(material, "C", None)
+    if type(material).__name__ != "LinearElastic" or C is None or np.ndim(C) != 2:
+        return None
+    from ..materials.base import isotropic_stiffness
+
+    d = 2 if C.shape[0] == 3 else 3
+    lam, mu = C[0, 1], (C[0, 0] - C[0, 1]) / 2
+    if mu <= 0 or not np.allclose(C, isotropic_stiffness(d, lam=lam, mu=mu), rtol=1e-12, atol=1e-14 * abs(C).max()):
+        return None
+    return float(lam), float(mu)
+
+
 class _MechanicsBase:
     kind = "small"
 
@@ -280,7 +294,9 @@ class ElasticityProblem(_MechanicsBase):
                 k0 = ps.start // nq
                 Fe_blocks.append((cells, forms.internal_force_small(B, g.stress[k0:k0 + len(cells)], w)))
                 if want_matrix:
-                    Ke_blocks.append((cells, forms.stiffness_small(B, g.tangent[k0:k0 + len(cells)], w)))
+                    lame = _isotropic_lame(g.material)
+                    Ke_blocks.append((cells, forms.stiffness_isotropic(dNdx, *lame, w) if lame else
+                                      forms.stiffness_small(B, g.tangent[k0:k0 + len(cells)], w)))
         self._assemble_cells_vec(self.f_int, Fe_blocks)
         if want_matrix:
             self._assemble_cells_mat(self.A, Ke_blocks)

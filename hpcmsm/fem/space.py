@@ -178,15 +178,16 @@ class FunctionSpace:
                   + ii[None, None, :, None, None] * (bs * Lr)[:, :, None, None, None]
                   + ii[None, None, None, None, :])
             dp = dp.reshape(Ke.shape)
-            mask = np.repeat(own, bs, axis=1)                        # row owned (c, nen*bs, nen)
-            mask = np.repeat(mask, bs, axis=2)
-            w = Ke[mask]
-            q = dp[mask]
+            if own.all():                                            # no rows of other ranks
+                w, q, mask = Ke.ravel(), dp.ravel(), None
+            else:
+                mask = np.repeat(np.repeat(own, bs, axis=1), bs, axis=2)    # row owned (c, nen*bs, nen*bs)
+                w, q = Ke[mask], dp[mask]
             if q.size:
                 lo, hi = int(q.min()), int(q.max()) + 1
                 data[lo:hi] += np.bincount(q - lo, weights=w, minlength=hi - lo)
             iface = self.mesh.interface[sl]
-            if iface.any():
+            if iface.any() and mask is not None:
                 Kg = np.where(mask[iface], 0.0, Ke[iface])
                 iface_R.append(self.cell_dofs_global[sl][iface])
                 iface_V.append(Kg)

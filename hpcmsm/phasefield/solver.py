@@ -71,11 +71,11 @@ class StepResult:
 
 @dataclass
 class SolverOptions:
-    scheme: str = "convex_splitting"      # or "implicit"
-    snes_rtol: float = 1e-9
+    scheme: str = "implicit"              # or "convex_splitting"
+    snes_rtol: float = 1e-6
     snes_atol: float = 1e-11               # per sqrt(cell) (scaled by √N below)
     snes_max_it: int = 15
-    ksp_rtol: float = 1e-4
+    ksp_rtol: float = 1e-2
     fft_shift: str = "max"                 # S in the FFT preconditioner: max or mean of ψ″_c
     petsc: dict = field(default_factory=dict)
 
@@ -105,27 +105,31 @@ class _FFTPC:
             self.lam = self.lam[..., : g.shape[-1] // 2 + 1]
 
     def _fwd(self, a):
+        axes = tuple(range(a.ndim - self.s.grid.dim, a.ndim))
         if self.s.grid.periodic:
-            return self.sf.rfftn(a, workers=1)
-        return self.sf.dctn(a, type=2, norm="ortho", workers=1)
+            return self.sf.rfftn(a, axes=axes, workers=1)
+        return self.sf.dctn(a, type=2, norm="ortho", axes=axes, workers=1)
 
     def _inv(self, a):
+        axes = tuple(range(a.ndim - self.s.grid.dim, a.ndim))
         if self.s.grid.periodic:
-            return self.sf.irfftn(a, s=self.s.grid.shape, workers=1)
-        return self.sf.idctn(a, type=2, norm="ortho", workers=1)
+            return self.sf.irfftn(a, s=self.s.grid.shape, axes=axes, workers=1)
+        return self.sf.idctn(a, type=2, norm="ortho", axes=axes, workers=1)
 
     def apply(self, pc, x, y) -> None:
         s, g = self.s, self.s.grid
-        r = g.allgather(g.owned_view(x, readonly=True))
+        loc = g.owned_view(x, readonly=True)
+        r = g.allgather(loc) if g.comm.size > 1 else loc
         lam, dt, S = self.lam, s.dt, s.pc_shift
         if s.model == "ch":
-            rm, rc = -self._fwd(r[..., 0]), self._fwd(r[..., 1])
+            rr = self._fwd(np.moveaxis(r, -1, 0))   # (2, ...) spectra of (−r_μ, r_c)
+            rm, rc = -rr[0], rr[1]
             b = -dt * s.pc_mobility * lam          # ∂R_c/∂μ symbol
             cc = -S + s.kappa * lam                # ∂R_μ/∂c symbol
             det = 1.0 - b * cc
-            xc = (rc - b * rm) / det
-            xm = (rm - cc * rc) / det
-            out = np.stack([self._inv(xc), self._inv(xm)], axis=-1)
+            rr[0] = (rc - b * rm) / det
+            rr[1] = (rm - cc * rc) / det
+            out = np.moveaxis(self._inv(rr), 0, -1)
         else:
             out = self._inv(self._fwd(r[..., 0]) / (1.0 + dt * s.mobility.M0 * (S - s.kappa * lam)))[..., None]
         g.owned_view(y)[...] = out[g.owned]
@@ -178,6 +182,7 @@ class PhaseFieldSolver:
         self.A = g.da.createMatrix()
         self._diag_vec = g.da.createGlobalVec()
         self._assembled_dt = None
+        self._K0 = self._B = None
         self.A.setOption(PETSc.Mat.Option.NEW_NONZERO_ALLOCATION_ERR, True)
         self.snes = PETSc.SNES().create(comm)
         self.snes.setOptionsPrefix(self.prefix)
@@ -295,39 +300,68 @@ class PhaseFieldSolver:
         else:
             S = g.sum(np.sum(d2)) / g.ncells
         self.pc_shift = max(S, 0.0)
-        full = not (self.mobility.constant and self._assembled_dt == dt)
         if self.model == "ch":
             diag = np.empty(c.shape + (2,))
             diag[..., 0] = d2 + kap * lapdiag
-            if full:
-                self._assemble_ch(Pg, c, d2, lapdiag, w, h2, P)
-            diag[..., 1] = self._diag_c
+            if not self.mobility.constant:
+                self._assemble_ch(Pg, c, d2, lapdiag, w, h2, P, dt)
+            elif self._assembled_dt != dt:
+                self._fast_assemble(P, dt)
+            diag[..., 1] = self._diag_c * dt
         else:
             diag = (1 + dt * self.mobility.M0 * (d2 + kap * lapdiag))[..., None]
-            if full:
-                L = self.mobility.M0
-                V = np.zeros((c.size, self._rowlen))
-                V[:, 0] = diag.ravel()
-                for k, (a, s) in enumerate(self._dirs):
-                    V[:, 1 + k] = (-dt * L * kap * w[k] / h2[a]).ravel()
-                self._set_csr(P, V)
-        if full:
-            self._assembled_dt = dt
-        else:
-            self._diag_vec.getArray().reshape(diag.shape)[...] = diag
-            P.setDiagonal(self._diag_vec, addv=False)
-            P.assemble()
+            if self._assembled_dt != dt:
+                self._fast_assemble(P, dt)
+        self._diag_vec.getArray().reshape(diag.shape)[...] = diag
+        P.setDiagonal(self._diag_vec, addv=False)
+        P.assemble()
         if A != P:
             A.assemble()
+
+    def _fast_assemble(self, P, dt: float) -> None:
+        """Constant coefficients: J = K0 + Δt·B (same nonzero pattern, MatCopy + MatAXPY in C);
+        the iterate-dependent diagonal is written afterwards with MatDiagonalSet."""
+        from petsc4py import PETSc
+
+        if self._K0 is None:
+            g = self.grid
+            h2 = [hh * hh for hh in g.h]
+            w = [g.valid[d] for d in self._dirs]
+            npts = int(np.prod(g.local_shape))
+            kap, M0 = self.kappa, self.mobility.M0
+            K0 = np.zeros((npts, self.dof, self._rowlen))
+            B = np.zeros_like(K0)
+            nd = len(self._dirs)
+            if self.model == "ch":
+                K0[:, 0, 1] = -1.0
+                K0[:, 1, 0] = 1.0
+                dmp = 0.0
+                for k, (a, s) in enumerate(self._dirs):
+                    K0[:, 0, 2 + k] = (-kap * w[k] / h2[a]).ravel()
+                    B[:, 1, 2 + nd + k] = (-M0 * w[k] / h2[a]).ravel()
+                    dmp = dmp + M0 * w[k] / h2[a]
+                self._diag_c = np.broadcast_to(dmp, g.local_shape).copy()
+            else:
+                K0[:, 0, 0] = 1.0
+                for k, (a, s) in enumerate(self._dirs):
+                    B[:, 0, 1 + k] = (-M0 * kap * w[k] / h2[a]).ravel()
+            # diagonal entries must exist in the pattern: put a 1 there, zeroed below
+            self._K0 = self.grid.da.createMatrix()
+            self._B = self.grid.da.createMatrix()
+            self._set_csr(self._K0, K0 + 1e-300)
+            self._set_csr(self._B, B + 1e-300)
+        self._K0.copy(P, structure=PETSc.Mat.Structure.SAME_NONZERO_PATTERN)
+        P.axpy(dt, self._B, structure=PETSc.Mat.Structure.SAME_NONZERO_PATTERN)
+        self._assembled_dt = dt
 
     def _set_csr(self, P, V) -> None:
         P.zeroEntries()
         P.setValuesCSR(self._csr_I, self._csr_J, V.reshape(-1), addv=True)
         P.assemble()
 
-    def _assemble_ch(self, Pg, c, d2, lapdiag, w, h2, P) -> None:
+    def _assemble_ch(self, Pg, c, d2, lapdiag, w, h2, P, dt) -> None:
         g = self.grid
-        dt, kap = self.dt, self.kappa
+        kap = self.kappa
         c_p, m_p = Pg[..., 0], Pg[..., 1]
         mu = m_p[g.interior]
         nd = len(self._dirs)
@@ -351,7 +385,7 @@ class PhaseFieldSolver:
         V[:, 0, 1] = -1.0
         V[:, 1, 0] = dcp.ravel()
         V[:, 1, 1] = dmp.ravel()
-        self._diag_c = dmp
+        self._diag_c = dmp / dt  # diagonal of the R_c row (∂R_c/∂μ_p), per unit Δt
         self.pc_mobility = (g.sum(Msum) / (nd * g.ncells)) if not self.mobility.constant else self.mobility.M0
         self._set_csr(P, V)
 
@@ -446,6 +480,8 @@ class PhaseFieldSolver:
         self.Xold.copy(self.X)
 
     def destroy(self) -> None:
-        for o in (self.snes, self.A, self.X, self.Xold, self.F, self._diag_vec):
+        for o in (self.snes, self.A, self.X, self.Xold, self.F, self._diag_vec, self._K0, self._B):
+            if o is None:
+                continue
             o.destroy()
         self.grid.destroy()

@@ -258,6 +258,7 @@ class RVEProblem:
         defaults = {"ksp_type": "cg", "pc_type": "gamg", "ksp_rtol": 1e-12, "ksp_atol": 1e-50,
                     "ksp_max_it": 2000}
         defaults.update(self.options)
+        self._petsc_defaults = defaults
         with petsc_options(self.prefix, defaults):
             self.ksp.setFromOptions()
         self.ksp.setInitialGuessNonzero(False)
@@ -387,8 +388,13 @@ class RVEProblem:
                                    f"({self.ksp.getConvergedReason()}, {self.ksp.getIterationNumber()} iterations)")
 
     def _setup_pc(self, info: SolveInfo) -> None:
+        from ..parallel import petsc_options
+
         t0 = time.perf_counter()
-        self.ksp.setUp()
+        # multigrid levels are created (and read their options) during set-up: keep the prefixed
+        # options in the database until then
+        with petsc_options(self.prefix, self._petsc_defaults):
+            self.ksp.setUp()
         info.time_setup += time.perf_counter() - t0
 
     # ------------------------------------------------------------------------------------------

@@ -154,3 +154,15 @@ def test_rve_study_cli(hpcmsm_cli, tmp_path):
     (tmp_path / "b.toml").write_text(bad)
     r = hpcmsm_cli(["rve-study", str(tmp_path / "b.toml")], n=2, timeout=120)
     assert r.returncode == 2 and r.stderr.count("does not divide the 2 MPI ranks") == 1, r.stderr
+
+
+@pytest.mark.mpi
+def test_docs_snippet(comm):
+    """The Python example in docs/homogenization.md runs and its assertions hold."""
+    import re
+
+    text = open(os.path.join(ROOT, "docs", "homogenization.md")).read()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert blocks
+    for b in blocks:
+        exec(compile(b, "docs/homogenization.md", "exec"), {})

@@ -189,6 +189,7 @@ def run_case(cmd: str, n: int, params: dict, case_dir: str, *, template: str | N
     else:
         launch = [os.path.join(ROOT, "run"), "-n", str(n)]
     full = [*launch, *words] + (["-log_view", f":{lv}"] if log_view else [])
+    load0 = os.getloadavg()[0]
     t0 = time.perf_counter()
     p = subprocess.run(full, capture_output=True, text=True, timeout=timeout, env=clean_env(env), cwd=case_dir)
     wall = time.perf_counter() - t0
@@ -196,7 +197,8 @@ def run_case(cmd: str, n: int, params: dict, case_dir: str, *, template: str | N
         fh.write(p.stdout)
     with open(os.path.join(case_dir, "stderr.txt"), "w") as fh:
         fh.write(p.stderr)
-    rec = {"ranks": n, "params": params, "command": full, "returncode": p.returncode, "wall_s": wall}
+    rec = {"ranks": n, "params": params, "command": full, "returncode": p.returncode, "wall_s": wall,
+           "loadavg_1min": [load0, os.getloadavg()[0]]}  # other jobs on the machine: noise to report
     if log_view and os.path.exists(lv):
         with open(lv) as fh:
             rec["petsc"] = parse_log_view(fh.read())
@@ -287,7 +289,9 @@ def table(results: dict) -> str:
                          f"{r.get('speedup', float('nan')):.3g} | {r.get('efficiency', float('nan')):.3g} | "
                          f"{r['wall_s']:.3g} | " + " | ".join(ph) + " |")
         lines.append("")
-    lines.append("`*` oversubscribed: more ranks than cores; wall includes launch and start-up.")
+    loads = [x for recs in results.values() for r in recs for x in r.get("loadavg_1min", [])]
+    lines.append("`*` oversubscribed: more ranks than cores; wall includes launch and start-up." +
+                 (f" 1-minute load average during the runs: {min(loads):.1f}–{max(loads):.1f}." if loads else ""))
     return "\n".join(lines) + "\n"
 
 

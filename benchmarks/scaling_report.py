@@ -51,7 +51,12 @@ def runs_md(name, d):
             out.append(f"| {r['ranks']}{flag} | {pr} | {r.get('metric', float('nan')):.3g}{st} | "
                        f"{r.get('speedup', float('nan')):.2f} | {r.get('efficiency', float('nan')):.2f} | {r['wall_s']:.1f} |")
         out.append("")
-    # PETSc events of the largest strong case: where the time goes
+    loads = [x for recs in doc["results"].values() for r in recs for x in r.get("loadavg_1min", [])]
+    if loads:
+        out.append(f"`*` oversubscribed (more ranks than the {doc['cores']} cores). 1-minute load average "
+                   f"while these ran: {min(loads):.1f}–{max(loads):.1f} (other engineers' jobs).")
+        out.append("")
+    # PETSc events of the smallest strong case: where the time goes
     strong = doc["results"].get("strong") or []
     ok = [r for r in strong if r["returncode"] == 0 and r.get("petsc")]
     if ok:

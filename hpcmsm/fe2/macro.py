@@ -97,11 +97,11 @@ def plate_with_hole_mesh(L: float, R: float, n_theta: int, n_r: int, grading: fl
 # ----------------------------------------------------------------------------------------------
 @dataclass
 class Dirichlet:
-    """``u[component] = value * load_factor`` on node set ``nodes``."""
+    """``u[component] = value * load_factor`` on node set ``nodes`` (value: scalar or per node)."""
 
     nodes: np.ndarray
     component: int
-    value: float
+    value: float | np.ndarray
 
 
 class MacroProblem:
@@ -208,7 +208,7 @@ class MacroProblem:
         dofs, vals = [], []
         for bc in self.bcs:
             dofs.append(np.asarray(bc.nodes) * self.dim + bc.component)
-            vals.append(np.full(len(bc.nodes), float(bc.value)))
+            vals.append(np.broadcast_to(np.asarray(bc.value, dtype=float), (len(bc.nodes),)).copy())
         if not dofs:
             raise InputError("macro problem needs Dirichlet conditions")
         dofs = np.concatenate(dofs)
@@ -307,8 +307,12 @@ class StepResult:
     message: str = ""
 
 
-def newton_rates(res: list) -> list:
-    """Observed convergence orders p_k = log(r_{k+1}/r_k) / log(r_k/r_{k-1})."""
+def newton_rates(res: list, floor: float = 0.0) -> list:
+    """Observed convergence orders p_k = log(r_{k+1}/r_k) / log(r_k/r_{k-1}).
+
+    Residuals below ``floor`` (the round-off level) are left out: a residual that has hit
+    machine precision says nothing about the convergence order."""
+    res = [r for r in res if r > floor]
     out = []
     for k in range(1, len(res) - 1):
         a, b, c = res[k - 1], res[k], res[k + 1]
@@ -380,7 +384,7 @@ class NewtonDriver:
                     self.lam = lam_new
                     self.qp_info = self._qp_info(eps, old, new)
                     x_save.destroy()
-                    return StepResult(True, it, res, newton_rates(res))
+                    return StepResult(True, it, res, newton_rates(res, 1e-13 * ref))
                 if not np.isfinite(rn):
                     break
                 du = p.linear_solve(-f, np.zeros_like(du_bc))

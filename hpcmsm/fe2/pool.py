@@ -82,7 +82,8 @@ class PoolStats:
     exchange_time: float = 0.0     # time in the routing collectives (includes waiting for others)
     evaluations: int = 0
     bytes_sent: int = 0
-    imbalance: list = field(default_factory=list)   # per evaluation: max/mean group solve time
+    reuse_time: float = 0.0        # time spent in exact elastic reuses
+    full_time: float = 0.0         # time spent in full RVE Newton solves
 
 
 class RVEPool:
@@ -150,6 +151,10 @@ class RVEPool:
                 res = self.micro.solve(rE[k], self.committed[p])
             S, C, new, info = res
             dt = time.perf_counter() - ts
+            if info.get("reused", False):
+                self.stats.reuse_time += dt
+            else:
+                self.stats.full_time += dt
             self.trial[p] = new
             cost = dt if self.cost_measure == "time" else 1.0 + info.get("iterations", 0)
             self._cost_local[int(qp)] = self._cost_local.get(int(qp), 0.0) + cost

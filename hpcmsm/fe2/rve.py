@@ -71,7 +71,7 @@ class VoxelRVE:
 
     def __init__(self, phases: np.ndarray, materials: list, comm=None, bc: str = "periodic",
                  rtol: float = 1e-10, max_iterations: int = 25, prefix: str = "micro_",
-                 petsc_options: dict | None = None):
+                 petsc_options: dict | None = None, dense_limit: int = 1100):
         phases = np.asarray(phases)
         d = phases.ndim
         if d not in (2, 3) or len(set(phases.shape)) != 1:
@@ -89,7 +89,9 @@ class VoxelRVE:
         self.materials = list(materials)
         self.rtol, self.max_iterations = rtol, max_iterations
         self.prefix, self.petsc_options = prefix, dict(petsc_options or {})
+        self.dense_limit = dense_limit
         self._ksp = self._A = self._b = self._x = None
+        self._dense = None
         n, m = self.n, self.m
         self.ne = n ** d
         self.phase_e = phases.ravel(order="F").astype(int)          # e = ix + n*iy + n²*iz
@@ -199,10 +201,21 @@ class VoxelRVE:
         return x
 
     def _factor(self, K: sp.csr_matrix) -> None:
-        """(Group rank 0) numeric factorization of K with PETSc: the symbolic factorization is
-        reused, since every RVE of the group and every Newton iteration has the same pattern."""
+        """(Group rank 0) factorization of K.  Small systems (3D cells up to ~7³ voxels, where fill
+        makes the factor nearly dense): dense LAPACK Cholesky.  Larger: PETSc sparse Cholesky whose
+        symbolic factorization is reused, since every RVE of the group and every Newton iteration
+        has the same pattern."""
         from petsc4py import PETSc
 
+        if self.dim == 3 and self.nred <= self.dense_limit:
+            import scipy.linalg as sla
+
+            Kd = K.toarray()
+            try:
+                self._dense = ("chol", sla.cho_factor(Kd, lower=False, check_finite=False))
+            except np.linalg.LinAlgError:   # not positive definite (softening): LU
+                self._dense = ("lu", sla.lu_factor(Kd, check_finite=False))
+            return
         if self._ksp is None:
             from ..parallel import petsc_options
 
@@ -222,6 +235,12 @@ class VoxelRVE:
         self._ksp.setUp()
 
     def _backsolve(self, rhs: np.ndarray) -> np.ndarray:
+        if self.dim == 3 and self.nred <= self.dense_limit:
+            import scipy.linalg as sla
+
+            kind, fac = self._dense
+            return sla.cho_solve(fac, rhs, check_finite=False) if kind == "chol" else \
+                sla.lu_solve(fac, rhs, check_finite=False)
         rhs2 = rhs.reshape(len(rhs), -1)
         out = np.empty_like(rhs2)
         for j in range(rhs2.shape[1]):

@@ -43,6 +43,8 @@ class MicrostructureSection:
     aspect: list[float] = param(default_factory=list, gt=0, doc="ellipsoid semi-axis ratios")
     radius: float = param(4.0, gt=0, unit="voxel", doc="random inclusion radius")
     min_gap: float = param(1.0, ge=0, unit="voxel", doc="minimum gap between random inclusions")
+    poisson_count: bool = param(True, doc="random inclusions: Poisson number of inclusions (finite-range "
+                                          "medium); false: fixed count for the target fraction")
     grains: int = param(16, ge=1, doc="Voronoi grains")
     probability: float = param(0.5, doc="independent-voxel probability of phase 1")
     seed: int = param(0, ge=0, doc="random seed")
@@ -133,7 +135,7 @@ def build_micro(sec: MicrostructureSection, base_dir: str = ".", *, seed: int | 
     elif t == "inclusion_array":
         m = ms.inclusion_array(shp, sec.volume_fraction, sec.count, sec.inclusion, tuple(sec.aspect) or None)
     elif t == "random_inclusions":
-        m = ms.random_inclusions(shp, sec.volume_fraction, sec.radius, sd, ix, sec.min_gap)
+        m = ms.random_inclusions(shp, sec.volume_fraction, sec.radius, sd, ix, sec.min_gap, poisson=sec.poisson_count)
     elif t == "voronoi":
         m = ms.voronoi(shp, sec.grains, sd, ix)
     elif t == "independent_voxels":

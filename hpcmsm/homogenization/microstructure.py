@@ -171,11 +171,14 @@ def independent_voxels(shape, p: float, seed: int = 0, index: int = 0) -> Micros
 
 
 def random_inclusions(shape, volume_fraction: float, radius: float, seed: int = 0, index: int = 0,
-                      min_gap: float = 1.0, max_attempts: int = 200000) -> Microstructure:
+                      min_gap: float = 1.0, max_attempts: int = 200000, poisson: bool = True) -> Microstructure:
     """Random non-overlapping periodic circles/spheres (label 1) by random sequential addition.
 
-    ``radius`` and ``min_gap`` in voxels.  The number of inclusions is chosen so that the
-    continuous volume fraction is closest to the target; an unreachable target (jamming) raises.
+    ``radius`` and ``min_gap`` in voxels.  With ``poisson`` (default) the number of inclusions is
+    Poisson distributed with mean ``volume_fraction·|Ω|/|inclusion|``: the medium is then a
+    finite-range point process restricted to the box (unbiased mean volume fraction, variance of
+    the volume fraction ∝ L^-d), which is what an RVE-size study needs.  Otherwise the count is the
+    rounded mean (fixed volume fraction).  An unreachable target (jamming) raises.
     """
     shape = tuple(int(n) for n in shape)
     d = len(shape)
@@ -187,10 +190,8 @@ def random_inclusions(shape, volume_fraction: float, radius: float, seed: int = 
         raise InputError(f"grid {shape} is too small for inclusions of radius {radius} voxels")
     vol1 = np.pi * radius ** 2 if d == 2 else 4 / 3 * np.pi * radius ** 3
     rng = rng_for(seed, index)
-    # stochastic rounding of the inclusion count: the expected volume fraction is the target at
-    # every size (plain rounding biases small SVEs and spoils RVE-size studies)
     n_real = volume_fraction * np.prod(L) / vol1
-    n_inc = int(np.floor(n_real)) + int(rng.random() < n_real - np.floor(n_real))
+    n_inc = int(rng.poisson(n_real)) if poisson else max(1, int(round(n_real)))
     # RSA jams near 0.547 (2D) / 0.38 (3D); refuse clearly unreachable requests early
     jam = 0.547 if d == 2 else 0.384
     dmin = 2 * radius + min_gap
@@ -199,7 +200,8 @@ def random_inclusions(shape, volume_fraction: float, radius: float, seed: int = 
         raise InputError(f"volume fraction {volume_fraction} with radius {radius} and gap {min_gap} voxels is "
                          f"unreachable without overlap by random sequential addition (limit about "
                          f"{jam * (2 * radius / dmin) ** d:.2f})")
-    rng = rng_for(seed, index)
+    if poisson:   # a rare Poisson tail beyond the jamming limit is truncated, not an error
+        n_inc = min(n_inc, int(jam * np.prod(L) / (vol1 * (dmin / (2 * radius)) ** d)))
     centres = np.empty((0, d))
     attempts = 0
     while len(centres) < n_inc:
@@ -214,12 +216,14 @@ def random_inclusions(shape, volume_fraction: float, radius: float, seed: int = 
             centres = np.vstack([centres, c])
             if len(centres) == n_inc:
                 break
+        if attempts > max_attempts and poisson and len(centres) >= n_real:
+            break                       # a jammed Poisson tail: keep what fits
         if attempts > max_attempts:
             raise InputError(f"could not place {n_inc} non-overlapping inclusions (volume fraction "
                              f"{volume_fraction}) in {max_attempts} attempts: unreachable without overlap")
     labels = _paint_spheres(shape, centres, radius)
     return Microstructure(labels, description=f"random inclusions r={radius}",
-                          meta={"centres": centres.tolist(), "n_inclusions": n_inc, "target_fraction": volume_fraction})
+                          meta={"centres": centres.tolist(), "n_inclusions": len(centres), "target_fraction": volume_fraction})
 
 
 def _paint_spheres(shape, centres: np.ndarray, radius: float) -> np.ndarray:

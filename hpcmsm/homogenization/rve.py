@@ -507,7 +507,10 @@ class RVEProblem:
             info.time_assembly = time.perf_counter() - t0
             self._setup_pc(info)
         strain0 = np.zeros((len(self.edofs), self.nq, self.m))
-        _, D, _ = self._evaluate(strain0, None)
+        # linear phases: one tangent per element (not per point) keeps memory 2^d times smaller
+        Dtab = np.stack([constant_tangent(p) for p in self.phases] + [np.zeros((self.m, self.m))])
+        lab = self.elab.ravel()
+        D = Dtab[np.where(lab >= 0, lab, len(self.phases))]                     # (nel, m, m)
         m = self.m
         avg_s, avg_e = np.zeros((m, m)), np.zeros((m, m))
         strains = []
@@ -521,10 +524,10 @@ class RVEProblem:
                 self._solve_linear(info)
                 eps = self._element_strain(self._nodal_local(self.x))
             else:
-                self._set_rhs(self._internal_force(np.einsum("eqmn,n->eqm", D, ek)))
+                self._set_rhs(self._internal_force(np.broadcast_to((D @ ek)[:, None, :], strain0.shape)))
                 self._solve_linear(info)
                 eps = ek + self._element_strain(self._nodal_local(self.x))
-            sig = np.einsum("eqmn,eqn->eqm", D, eps)
+            sig = np.einsum("emn,eqn->eqm", D, eps)
             s_av, e_av = self._average(sig), self._average(eps)
             work = self._average(np.einsum("eqm,eqm->eq", sig, eps))
             info.hill_mandel.append(abs(work - s_av @ e_av) / max(abs(s_av @ e_av), 1e-300))
@@ -540,7 +543,7 @@ class RVEProblem:
             self.correctors = correctors
             Ce = np.zeros((m, m))
             for i in range(m):
-                si = np.einsum("eqmn,eqn->eqm", D, strains[i])
+                si = np.einsum("emn,eqn->eqm", D, strains[i])
                 for j in range(m):
                     Ce[i, j] = self._average(np.einsum("eqm,eqm->eq", si, strains[j]))
             self.C_energy = Ce

@@ -47,7 +47,14 @@ def test_random_inclusions_reproducible_nonoverlapping():
     dv = np.minimum(dv, L - dv)
     dist = np.sqrt((dv ** 2).sum(-1)) + np.eye(len(cen)) * 1e9
     assert dist.min() >= 2 * 3.0 + 1.0 - 1e-12        # periodic minimum image, with the gap
-    assert a.volume_fractions()[1] == pytest.approx(0.3, abs=0.03)
+    fixed = ms.random_inclusions((40, 40), 0.3, 3.0, seed=5, index=2, poisson=False)
+    assert fixed.volume_fractions()[1] == pytest.approx(0.3, abs=0.03)
+    assert fixed.meta["n_inclusions"] == round(0.3 * 1600 / (np.pi * 9))
+    # Poisson counts: the mean count is the target (unbiased), the variance equals the mean
+    n = np.array([ms.random_inclusions((40, 40), 0.15, 3.0, seed=8, index=i).meta["n_inclusions"] for i in range(300)])
+    lam = 0.15 * 1600 / (np.pi * 9)
+    assert abs(n.mean() - lam) < 4 * np.sqrt(lam / 300)
+    assert abs(n.var(ddof=1) / lam - 1) < 4 * np.sqrt(2 / 299)
     with pytest.raises(InputError, match="unreachable without overlap"):
         ms.random_inclusions((40, 40), 0.6, 3.0)
 

@@ -20,7 +20,7 @@ from ..parallel import check_all
 from . import forms
 from .bcs import Dirichlet, Neumann, dirichlet_dofs, neumann_vector
 from .solvers import ELASTICITY_DEFAULTS, ksp_info, make_ksp, rigid_body_modes
-from .space import FunctionSpace
+from .space import FunctionSpace, det_inv
 
 
 @dataclass
@@ -167,9 +167,9 @@ class _MechanicsBase:
         sp = self.space
         X = self.mesh.points[self.mesh.cells[cells]]
         J = np.matmul(X.transpose(0, 2, 1)[:, None], sp.dN[None])
-        invJ = np.linalg.inv(J)
+        det, invJ = det_inv(J)
         dNdx = np.matmul(sp.dN[None], invJ)
-        return None, dNdx, np.linalg.det(J) * sp.qwts
+        return None, dNdx, det * sp.qwts
 
     # ----------------------------------------------------------------- checkpoint / restart
     def save_checkpoint(self, path: str, extra: dict | None = None, **stamp) -> None:

@@ -212,3 +212,77 @@ def _max():
     from mpi4py import MPI
 
     return MPI.MAX
+
+
+def minimize(comm, fun, x0: np.ndarray, free: np.ndarray, gatol: float = 1e-9, options: dict | None = None,
+             prefix: str = "qc_", coarse: float = 1e-4, max_it: int = 20000) -> dict:
+    """Minimise ``fun(x) -> (E, ∇E)`` over the ``free`` entries of the flat vector ``x``.
+
+    ``fun`` is called collectively with the full vector on every rank (replicated data, the
+    caller splits the work over ``comm``).  Same two stages as :class:`ParallelRelaxation`:
+    TAO (LMVM) to |∇E| ≤ ``coarse``, then SNES quasi-Newton (critical-point line search) to
+    ``gatol``.  Returns the minimiser (full vector on every rank), energy and iteration counts.
+    """
+    from petsc4py import PETSc
+
+    from ..parallel import petsc_options
+
+    x0 = np.asarray(x0, dtype=float).ravel()
+    free = np.asarray(free, bool).ravel()
+    n = len(x0)
+    lo, hi = block_range(n, comm.size, comm.rank)
+    X = PETSc.Vec().createMPI((hi - lo, n), comm=comm)
+    X.setArray(x0[lo:hi])
+    G = X.duplicate()
+    count = [0]
+
+    def full(Xv):
+        return np.concatenate(comm.allgather(Xv.getArray(readonly=True).copy()))
+
+    def objgrad(tao, Xv, Gv):
+        count[0] += 1
+        x = full(Xv)
+        x[~free] = x0[~free]
+        E, g = fun(x)
+        g = np.where(free, g, 0.0)
+        Gv.setArray(g[lo:hi])
+        return E
+
+    defaults = {"tao_type": "lmvm", "snes_type": "qn", "snes_linesearch_type": "cp", "snes_qn_m": 10}
+    with petsc_options(prefix, {**defaults, **(options or {})}):
+        tao = PETSc.TAO().create(comm=comm)
+        tao.setOptionsPrefix(prefix)
+        tao.setObjectiveGradient(objgrad, G)
+        tao.setSolution(X)
+        tao.setTolerances(gatol=max(gatol, coarse), grtol=0.0, gttol=0.0)
+        tao.setMaximumIterations(max_it)
+        tao.setFromOptions()
+        tao.solve()
+        reason = tao.getConvergedReason()
+        its, E, gnorm, _, _, _ = tao.getSolutionStatus()
+        tao.destroy()
+        if reason < 0 and not (reason == -6 and gnorm < 1e3 * max(gatol, coarse)):
+            raise ConvergenceError(f"TAO did not converge (reason {reason}, {its} iterations, |g| = {gnorm:.3g})")
+        snes_its = 0
+        if gnorm > gatol:
+            snes = PETSc.SNES().create(comm=comm)
+            snes.setOptionsPrefix(prefix)
+            R = G.duplicate()
+            snes.setFunction(lambda s, Xv, Gv: objgrad(None, Xv, Gv), R)
+            snes.setTolerances(atol=gatol, rtol=0.0, stol=0.0, max_it=max_it)
+            snes.setFromOptions()
+            snes.solve(None, X)
+            sreason = snes.getConvergedReason()
+            snes_its = snes.getIterationNumber()
+            snes.destroy()
+            R.destroy()
+            E = objgrad(None, X, G)
+            gnorm = G.norm()
+            if sreason < 0 and not gnorm <= gatol:
+                raise ConvergenceError(f"SNES polish did not converge (reason {sreason}, |g| = {gnorm:.3g})")
+    x = full(X)
+    x[~free] = x0[~free]
+    X.destroy()
+    G.destroy()
+    return {"x": x, "energy": float(E), "tao_iterations": int(its), "snes_iterations": int(snes_its),
+            "gnorm": float(gnorm), "evaluations": count[0]}

@@ -102,24 +102,25 @@ class CauchyBorn:
             self.triplets = (np.concatenate(tj), np.concatenate(tk))
         self.radius = radius
 
-    def _ensure_list(self, F: np.ndarray) -> None:
+    def _ensure_list(self, F: np.ndarray) -> float:
         smin = np.linalg.svd(F, compute_uv=False)[..., -1].min()
         need = self.potential.rc / smin
         if need >= self.radius:
             self._build(need * self._skin)
+        return need
 
     # ------------------------------------------------------------------------------------------
-    def bond_vectors(self, F: np.ndarray, p: np.ndarray) -> np.ndarray:
+    def bond_vectors(self, F: np.ndarray, p: np.ndarray, D: np.ndarray | None = None) -> np.ndarray:
         b = self.bonds
-        r = np.einsum("fij,kj->fki", F, b.d)
+        r = np.matmul(b.d if D is None else D, np.swapaxes(F, 1, 2))  # r_k = F d_k
         if self.nb > 1:
             r = r + p[:, b.neighbour] - p[:, b.center]
         return r
 
-    def _hessians(self, r, H, need_fp: bool):
+    def _hessians(self, r, H, need_fp: bool, D: np.ndarray | None = None):
         """∂²E/∂F∂F (n,d,d,d,d), and if ``need_fp`` ∂²E/∂F∂p (n,d,d,nb,d), ∂²E/∂p∂p (n,nb,d,nb,d)."""
         n, nbond, d = r.shape
-        D = self.bonds.d
+        D = self.bonds.d if D is None else D
         X = (r[:, :, :, None] * D[None, :, None, :]).reshape(n, nbond, d * d)
         AFF = np.matmul(np.swapaxes(X * H.alpha[:, :, None], 1, 2), X).reshape(n, d, d, d, d)
         Bm = (H.beta @ (D[:, :, None] * D[:, None, :]).reshape(nbond, d * d)).reshape(n, d, d)
@@ -171,7 +172,7 @@ class CauchyBorn:
         """W (order 0), P (≥ 1), A (2) for deformation gradients F (n, d, d) or (d, d)."""
         F = check_deformation(F, self.dim)
         relax = self.relax if relax is None else relax
-        self._ensure_list(F)
+        need = self._ensure_list(F)
         n = F.shape[0]
         if n > self.chunk:
             parts = [self.evaluate(F[i:i + self.chunk], order, None if shifts is None else shifts[i:i + self.chunk],
@@ -184,15 +185,20 @@ class CauchyBorn:
             p = self._relax_shifts(F, shifts)
         else:
             p = np.zeros((n, self.nb, self.dim))
-        r = self.bond_vectors(F, p)
-        E, G, H = bond_energy(self.potential, r, self.pair_weight, self.triplets, order=order)
+        D, w = self.bonds.d, self.pair_weight
+        if not complex_ and not self.potential.three_body:
+            # Bravais + pair: only bonds that can reach inside rc for this batch of F
+            act = np.linalg.norm(D, axis=1) < need
+            D, w = D[act], w[act]
+        r = self.bond_vectors(F, p, D)
+        E, G, H = bond_energy(self.potential, r, w, self.triplets, order=order)
         W = E / self.V0
         if order == 0:
             return CBResult(W, None, None, p)
-        P = np.einsum("fki,kJ->fiJ", G, self.bonds.d) / self.V0
+        P = np.matmul(np.swapaxes(G, 1, 2), D) / self.V0
         if order == 1:
             return CBResult(W, P, None, p)
-        AFF, AFp, App = self._hessians(r, H, complex_ and relax)
+        AFF, AFp, App = self._hessians(r, H, complex_ and relax, D)
         A = AFF / self.V0
         Aun = A
         if complex_ and relax:

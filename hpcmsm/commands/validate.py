@@ -27,16 +27,16 @@ def run(args, comm) -> int:
     timers = Timers(comm)
     with timers("validation"):
         out = rp.run_validation(comm, cfg.validation, base)
+    phases = timers.summary()  # collective: before the rank-0 block
     if comm.rank == 0:
         os.makedirs(outdir, exist_ok=True)
         with open(os.path.join(outdir, "validation.md"), "w") as fh:
             fh.write("# Validation report\n\n" + out.markdown)
-        summary = dict(out.summary, timers=None)
+        summary = dict(out.summary, timers=phases)
         with open(os.path.join(outdir, "validation.json"), "w") as fh:
             json.dump(summary, fh, indent=1, default=float)
         if cfg.output.png:
             rp.plot_validation(out, os.path.join(outdir, "validation.png"))
-    timers.summary()
     log(out.markdown)
     log(f"report: {os.path.join(outdir, 'validation.md')}")
     return 0

@@ -31,8 +31,8 @@ def run(args, comm) -> int:
     import json
     import os
 
-    from ..config import from_dict, load, read_toml
-    from ..errors import ConfigError, InputError
+    from ..config import load
+    from ..errors import InputError
     from ..parallel import Log
     from ..timing import Timers
     from ..vv import report as rp
@@ -90,7 +90,14 @@ def run(args, comm) -> int:
     md = ["# Verification report", "", rp.verification_header(results, cmd), "## Suites", "", body]
     summary = {"suites": [r.as_dict() for r in results], "quick": quick, "injected_bug": bug or None,
                "timers": timers.summary()}
-    rc = 0 if all(r.status in ("pass", "not available") for r in results) else 1
+    from ..audit import Audit
+
+    audit = Audit()
+    for r in results:
+        audit.add(f"suite {r.name} ({r.status})", 0.0 if r.status in ("pass", "not available") else 1.0, 0.0, "<=",
+                  note="injected bug: failure expected" if r.perturb != 1.0 else "")
+    summary["audit"] = audit.as_dict()
+    rc = 0 if audit.passed else 1
     if hierarchy:
         h = rp.hierarchy_report(comm, results, val_cfg, val_dir)
         md.insert(3, h.markdown + "\n")
@@ -119,7 +126,6 @@ def run(args, comm) -> int:
             with open(args.docs, "w") as fh:
                 fh.write("\n".join(parts))
     log("")
-    for r in results:
-        log(f"  {r.name:18s} {r.status}")
+    log(audit.summary())
     log(f"report: {os.path.join(outdir, 'verification.md')}")
     return rc

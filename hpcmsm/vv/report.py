@@ -235,8 +235,22 @@ def run_validation(comm, cfg: ValidationSection, base_dir: str = ".") -> Validat
           "Uncertain inputs: " + ", ".join(f"{i.name} ~ {i.dist}({i.a:.4g}, {i.b:.3g})" for i in inputs)
           + f"; {cfg.samples} Latin-hypercube samples per point (seed {cfg.seed}).", "",
           res.markdown()]
+    from ..audit import Audit
+
+    audit = Audit()
+    audit.add("calibration: reduced chi^2 (fit quality on calibration data)", cal.chi2 / max(cal.dof, 1), 4.0, "<=",
+              note="> 4: the model cannot fit its own calibration data")
+    if "posterior" in cal.extra:
+        post = cal.extra["posterior"]
+        for ax in range(post.ndim):
+            marg = post.sum(axis=tuple(a for a in range(post.ndim) if a != ax))
+            audit.add(f"calibration: posterior mass at the prior edges ({cal.names[ax]})",
+                      float(marg[:2].sum() + marg[-2:].sum()), 1e-3, "<=", note="widen the prior if this fails")
+    audit.add("validation: prediction samples finite", float(not all(np.isfinite(p.S) and np.isfinite(p.u_input)
+                                                                    for p in res.points)), 0.0, "<=")
+    md += ["", "```", audit.summary(), "```", ""]
     return ValidationOutcome(res, cal, cal_d, val_d, "\n".join(md),
-                             {"validation": res.as_dict(), "calibration": cal.as_dict()})
+                             {"validation": res.as_dict(), "calibration": cal.as_dict(), "audit": audit.as_dict()})
 
 
 def plot_validation(out: ValidationOutcome, path: str) -> str:
@@ -252,7 +266,6 @@ def plot_validation(out: ValidationOutcome, path: str) -> str:
     ax.errorbar(vd.x["f"], vd.y, 2 * vd.u_y, fmt="o", color="C0", label="validation data (±2u)")
     f = [p.x["f"] for p in r.points]
     S = np.array([p.S for p in r.points])
-    uv = np.array([p.comparison.u_val for p in r.points])
     ui = np.array([p.u_input for p in r.points])
     ax.plot(f, S, "k-", label="prediction S")
     ax.fill_between(f, S - 2 * ui, S + 2 * ui, color="k", alpha=0.2, label="±2 u_input")
@@ -265,7 +278,6 @@ def plot_validation(out: ValidationOutcome, path: str) -> str:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
-    del uv
     return path
 
 
@@ -407,4 +419,19 @@ vectorised numpy function of points (n, d) and time.
   (prefixes `dwr_primal_`, `dwr_dual_`); marking cuts the sorted indicators only at gaps far
   above solver round-off, so the mesh sequence is identical at any rank count (tested at 1, 2
   and 3 ranks).
+
+## Step-14 to the reference's precision (benchmark, run once)
+
+`./run python benchmarks/vv_dwr_step14.py --tol 3e-7` (serial, shared and heavily loaded
+machine; wall times are from that one run and only indicative):
+
+| refinement | steps | final P1 DOFs | J(u_h) | η | J(u_h) + η | DOFs for error < 1e-4 | DOFs for error < 1e-5 | wall [s] |
+|---|---|---|---|---|---|---|---|---|
+| adaptive (DWR, θ = 0.6) | 31 | 451 342 | 0.03344697 | 2.53e-7 | 0.03344722 | 810 | 9 139 | 529 |
+| uniform | 8 | 198 144 | 0.03343996 | 5.92e-6 | 0.03344588 | 3 264 | 198 144 | 110 |
+
+The corrected value J(u_h) + η = 0.03344722 agrees with deal.II's extrapolated 0.0334473 within
+its stated ±1e-7. Below errors of about 1e-6 the reference's own uncertainty dominates the
+effectivity index (0.77 at the last step, where the error is 3.3e-7 ± 1e-7), so the tests check
+effectivities only on the meshes with error ≫ 1e-7.
 """

@@ -31,7 +31,7 @@ def gauss_tensor(dim: int, degree: int) -> tuple[np.ndarray, np.ndarray]:
 @lru_cache(maxsize=None)
 def gauss_simplex(dim: int, degree: int) -> tuple[np.ndarray, np.ndarray]:
     """Collapsed Gauss–Jacobi rule on the unit simplex, exact for total degree ``degree``."""
-    n = _npts(degree + dim - 1)
+    n = _npts(degree)   # Jacobi weights absorb the collapse factor
     if dim == 1:
         x, w = np.polynomial.legendre.leggauss(n)
         return ((x + 1) / 2)[:, None], w / 2

@@ -14,7 +14,7 @@ DIFFUSION_CASES = [
     ("quadrilateral", 2, (4, 8, 16)),
     ("triangle", 2, (4, 8, 16)),
     ("hexahedron", 1, (4, 8, 16)),
-    ("tetrahedron", 1, (4, 8, 16)),
+    ("tetrahedron", 1, (4, 8, 12)),
     ("hexahedron", 2, (2, 4, 8)),
     ("tetrahedron", 2, (2, 4, 8)),
 ]

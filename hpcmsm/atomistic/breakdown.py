@@ -72,6 +72,17 @@ def vacancy_system(lattice: Lattice, n: int) -> DefectSystem:
                         0.5 * box.min())
 
 
+def volterra_edge(X: np.ndarray, centre: np.ndarray, b: float, nu: float = 0.25) -> np.ndarray:
+    """Isotropic Volterra displacement (N, 2) of an edge dislocation with Burgers vector b·e_x at
+    ``centre`` (branch cut along −x, so the extra half-plane is y > 0 for b > 0)."""
+    dx, dy = (X - centre).T
+    r2 = np.maximum(dx * dx + dy * dy, 1e-24)
+    th = np.arctan2(dy, dx)
+    ux = b / (2 * np.pi) * (th + dx * dy / (2 * (1 - nu) * r2))
+    uy = -b / (2 * np.pi) * ((1 - 2 * nu) / (4 * (1 - nu)) * np.log(r2 / b**2) + (dx * dx - dy * dy) / (4 * (1 - nu) * r2))
+    return np.stack([ux, uy], axis=1)
+
+
 def edge_dislocation_system(lattice: Lattice, radius: float, ring: float, nu: float = 0.25) -> DefectSystem:
     """Edge dislocation (b = a along x) at the centre of a disc of the triangular lattice.
 
@@ -89,13 +100,7 @@ def edge_dislocation_system(lattice: Lattice, radius: float, ring: float, nu: fl
     centre = np.array([np.floor(box[0] / 2 / a) * a + 0.25 * a, (np.floor(box[1] / 2 / h) + 0.5) * h])
     r = np.linalg.norm(X - centre, axis=1)
     X = X[r < radius]
-    dx, dy = (X - centre).T
-    r2 = dx * dx + dy * dy
-    th = np.arctan2(dy, dx)
-    b = a
-    ux = b / (2 * np.pi) * (th + dx * dy / (2 * (1 - nu) * r2))
-    uy = -b / (2 * np.pi) * ((1 - 2 * nu) / (4 * (1 - nu)) * np.log(r2 / a**2) + (dx * dx - dy * dy) / (4 * (1 - nu) * r2))
-    x0 = X + np.stack([ux, uy], axis=1)
+    x0 = X + volterra_edge(X, centre, a, nu)
     fixed = np.linalg.norm(X - centre, axis=1) > radius - ring
     # free atoms next to the clamped ring feel the mismatch between the linear Volterra field and
     # the nonlinear crystal: keep them out of the profiles

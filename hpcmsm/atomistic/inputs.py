@@ -101,3 +101,52 @@ class CauchyBornInput:
     breakdown: Optional[BreakdownSection] = param(None, doc="defect breakdown analysis")
     petsc: dict[str, dict[str, Any]] = param(default_factory=dict, doc="PETSc options per prefix (relax)")
     output: OutputSection = param(default_factory=OutputSection)
+
+
+@dataclass
+class QCSection:
+    """``[qc]``: block, defects, loading and the coupling scheme."""
+
+    nx: int = param(60, ge=8, le=4000, doc="lattice columns of the block")
+    ny: int = param(70, ge=8, le=4000, doc="lattice rows of the block (made even)")
+    ring: float = param(3.0, gt=0, unit="a", doc="clamped outer ring width (> cutoff)")
+    vacancies: list[list[float]] = param(default_factory=list, unit="a", doc="vacancy positions [x, y]")
+    dislocation_dipole: Optional[list[float]] = param(None, unit="a",
+                                                      doc="edge dipole: [x1, y1, x2, y2] core positions (+b, -b)")
+    atomistic_radius: float = param(5.0, gt=0, unit="a", doc="initial atomistic region around each defect")
+    F: list[list[float]] = param(default_factory=lambda: [[1.0, 0.0], [0.0, 1.0]],
+                                 doc="homogeneous deformation applied to the ring (and start)")
+    scheme: str = param("gfc", choices=("gfc", "qce"), doc="gfc (ghost-force corrected) or qce (uncorrected)")
+    coarsest: int = param(16, ge=1, le=1024, doc="largest node spacing in lattice sites")
+    adapt: bool = param(True, doc="grow the atomistic region where the non-affinity indicator fires")
+    adapt_tol: float = param(2e-3, gt=0, doc="non-affinity / r_nn that marks a continuum site")
+    adapt_grow: float = param(2.0, gt=0, unit="a", doc="radius added around marked sites")
+    max_cycles: int = param(6, ge=1, le=50, doc="adaptive cycles")
+    compare_full: bool = param(True, doc="also relax the full atomistic block and report the QC errors")
+    gatol: float = param(1e-9, gt=0, doc="gradient tolerance")
+
+    def validate(self) -> None:
+        import numpy as np
+
+        if np.asarray(self.F, float).shape != (2, 2):
+            raise ConfigError("expected a 2x2 list of rows", key="F")
+        if np.linalg.det(np.asarray(self.F, float)) <= 0:
+            raise ConfigError("det F <= 0", key="F")
+        for i, v in enumerate(self.vacancies):
+            if len(v) != 2:
+                raise ConfigError("expected [x, y]", key=f"vacancies[{i}]")
+        if self.dislocation_dipole is not None and len(self.dislocation_dipole) != 4:
+            raise ConfigError("expected [x1, y1, x2, y2]", key="dislocation_dipole")
+        if not self.vacancies and self.dislocation_dipole is None:
+            raise ConfigError("no defect: give vacancies or dislocation_dipole", key="vacancies")
+
+
+@dataclass
+class QCInput:
+    """Input of ``hpcmsm qc``."""
+
+    lattice: LatticeSection = param(default_factory=lambda: LatticeSection(type="triangular", a=1.12))
+    potential: PotentialSection = param(default_factory=PotentialSection)
+    qc: QCSection = param(default_factory=QCSection)
+    petsc: dict[str, dict[str, Any]] = param(default_factory=dict, doc="PETSc options per prefix (qc, full)")
+    output: OutputSection = param(default_factory=OutputSection)

@@ -339,3 +339,44 @@ def test_sve_ensemble_homogenize(slurm):
     arithmetic = (1 - phi) * 1.0 + phi * 10.0
     assert np.all((harmonic < k) & (k < arithmetic))
     assert (slurm.dir / "ens" / "summary.png").exists()
+
+
+QC_TINY = """[lattice]
+type = "triangular"
+a = 1.12
+[potential]
+type = "lj"
+rc = 2.5
+cutoff = "smooth"
+r_on = 2.2
+[qc]
+nx = 24
+ny = 24
+ring = 3.0
+vacancies = [[0, 0]]
+atomistic_radius = 3.0
+F = [[1.0, 0.01], [0.0, 1.0]]
+scheme = "gfc"
+coarsest = 4
+adapt = false
+compare_full = true
+[output]
+dir = "res"
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _have_command("qc"), reason="qc command not on this branch")
+def test_qc_script_real_case(slurm):
+    """qc.sbatch on 3 ranks: a vacancy under 1 % shear; the ghost-force-corrected QC's
+    configuration is admissible (its true energy is not below the full atomistic minimum) and
+    its energy error is a small fraction of the deformation energy."""
+    (slurm.dir / "in.toml").write_text(QC_TINY)
+    r = slurm.run([os.path.join(JOBS, "submit.sh"), "qc"], {"INPUT": "in.toml", "NTASKS": "3", "ARGS": "-o res"})
+    assert r.returncode == 0
+    assert slurm.rc(1001) == 0, (slurm.dir / "hpcmsm-qc_1001.out").read_text()
+    assert slurm.log("srun")[0]["cmd"][-4:] == ["qc", str(slurm.dir / "in.toml"), "-o", "res"]
+    doc = json.loads((slurm.dir / "res" / "summary.json").read_text())
+    assert doc["audit"]["passed"]
+    assert doc["true_energy_of_qc_configuration"] >= doc["energy_exact"] - 1e-8 * abs(doc["energy_exact"])
+    assert doc["energy_error_rel_deformation"] < 1e-2 and doc["dofs_qc"] < doc["dofs_full"]

@@ -390,7 +390,7 @@ verification level failed. Validation is documented in [validation.md](validatio
 ## Using the tools on your own solver
 
 The manufactured solution, the convergence study and the GCI work with any solver that returns
-an error norm (this example is executed by `tests/vv/test_verify_cli.py`):
+an error norm (this example is executed by `tests/vv/test_vv_verify_cli.py`):
 
 ```python
 """ + USAGE_EXAMPLE + """```

@@ -19,7 +19,7 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from hpcmsm.bench.model import (ASSUMPTIONS, CahnHilliardModel, FE2Model, Machine, calibrate_ch,  # noqa: E402
+from hpcmsm.bench.model import (ASSUMPTIONS, CahnHilliardModel, FE2Model, calibrate_ch,  # noqa: E402
                                 machine_from_probes, model_plot, scaling_table)
 
 RANKS = [1, 8, 64, 128, 1024, 4096, 16384, 65536, 131072]

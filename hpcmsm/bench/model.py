@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 ASSUMPTIONS = [
     "Hockney model t = α + m/β per message; no contention between simultaneous messages beyond "

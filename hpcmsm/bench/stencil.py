@@ -12,7 +12,6 @@ point moved at best); every ``norm_every`` steps a global norm (one allreduce). 
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 

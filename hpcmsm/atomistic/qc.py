@@ -85,7 +85,10 @@ class QCModel:
             raise InputError("the QC solver supports the 2D triangular lattice with a pair potential")
         self.comm, self.cb, self.pot, self.sites = comm, cb, cb.potential, sites
         self.A = np.asarray(atomistic, bool) | sites.ring
-        nodes = graded_nodes(sites, self.A) if nodes is None else (np.asarray(nodes, bool) | self.A)
+        # grade away from the defect region only: the clamped ring needs no resolution of its own
+        core = self.A & ~sites.ring
+        nodes = (graded_nodes(sites, core if core.any() else self.A) | self.A) if nodes is None \
+            else (np.asarray(nodes, bool) | self.A)
         self.node_ids = np.flatnonzero(nodes)
         self.nn = len(self.node_ids)
         self.skin = skin

@@ -89,6 +89,7 @@ def run_fe2(cfg: FE2Input, comm, *, restart: bool = False, input_text: str = "",
     log = Log(comm, quiet=quiet)
     timers = Timers(comm)
     t_start = time.perf_counter()
+    cpu_start = time.process_time()
     outdir = cfg.output.dir
     mesh, bcs, loaded = build_macro(cfg)
     ne = len(mesh.cells)
@@ -245,6 +246,7 @@ def run_fe2(cfg: FE2Input, comm, *, restart: bool = False, input_text: str = "",
         "rve_solves": int(solves), "rve_reused": int(reused),
         "rve_newton_iterations": int(comm.allreduce(st.newton_iterations if pool.ens.sub.rank == 0 else 0)),
         "rve_time_max": rve_t, "exchange_time_max": exch_t,
+        "cpu_time_per_rank": comm.allgather(time.process_time() - cpu_start),
         "rve_time_per_group": comm.allgather(st.rve_time if pool.ens.sub.rank == 0 else None),
         "reuse_time": comm.allreduce(st.reuse_time if pool.ens.sub.rank == 0 else 0.0),
         "full_solve_time": comm.allreduce(st.full_time if pool.ens.sub.rank == 0 else 0.0), "exchange_bytes": int(comm.allreduce(st.bytes_sent)),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 
@@ -40,11 +41,13 @@ def main() -> None:
             return {"its": sum(info.iterations), "hm": max(info.hill_mandel)}
 
         comm.Barrier()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         res = run_tasks(comm, args.group_size, list(range(N)), [1.0] * N, solve)
+        cpu = comm.allreduce(time.process_time() - c0)
         comm.Barrier()
         dt = time.perf_counter() - t0
         results.append({"L": L, "sves": N, "time_s": dt, "sves_per_s": N / dt,
+                        "cpu_s_total": cpu, "sves_per_cpu_s": N / cpu, "load_average_1min": os.getloadavg()[0],
                         "mean_ksp_iterations_per_sve": sum(r["its"] for r in res) / N,
                         "hill_mandel_max": max(r["hm"] for r in res)})
     if comm.rank == 0:

@@ -297,11 +297,12 @@ class RVEProblem:
         tangent = np.zeros((nel, self.nq, self.m, self.m))
         new_state = {}
         for p, ids in enumerate(self.phase_elems):
-            if len(ids) == 0:
-                continue
             st = None if state is None else state.get(p)
             if st is None:
                 st = self.phases[p].initial_state(len(ids) * self.nq)
+            if len(ids) == 0:          # no voxel of this phase on this rank: state passes through
+                new_state[p] = st
+                continue
             s, D, ns = self.phases[p].update(strain[ids].reshape(-1, self.m), st)
             stress[ids] = s.reshape(len(ids), self.nq, self.m)
             tangent[ids] = np.asarray(D).reshape(len(ids), self.nq, self.m, self.m)

@@ -156,7 +156,10 @@ class RVEPool:
             else:
                 self.stats.full_time += dt
             self.trial[p] = new
-            cost = dt if self.cost_measure == "time" else 1.0 + info.get("iterations", 0)
+            if self.cost_measure == "time":
+                cost = dt
+            else:   # deterministic proxy: factorizations of a full solve; a reuse ≈ ⅕ of one
+                cost = 0.2 if info.get("reused", False) else 2.0 + info.get("iterations", 0)
             self._cost_local[int(qp)] = self._cost_local.get(int(qp), 0.0) + cost
             info = dict(info, cost=cost)
             out[k, :m] = S

@@ -164,7 +164,9 @@ class ParallelRelaxation:
 
         from ..parallel import petsc_options
 
-        defaults = {"tao_type": "lmvm", "snes_type": "qn", "snes_linesearch_type": "cp", "snes_qn_m": 10}
+        # Armijo: More–Thuente gives up when the first trial step (scaled by |∇E|) overlaps atoms
+        defaults = {"tao_type": "lmvm", "tao_ls_type": "armijo", "snes_type": "qn", "snes_linesearch_type": "cp",
+                    "snes_qn_m": 10}
         with petsc_options(self.prefix, {**defaults, **(options or {})}):
             tao = PETSc.TAO().create(comm=self.comm)
             tao.setOptionsPrefix(self.prefix)

@@ -72,12 +72,14 @@ def vacancy_system(lattice: Lattice, n: int) -> DefectSystem:
                         0.5 * box.min())
 
 
-def volterra_edge(X: np.ndarray, centre: np.ndarray, b: float, nu: float = 0.25) -> np.ndarray:
+def volterra_edge(X: np.ndarray, centre: np.ndarray, b: float, nu: float = 0.25,
+                  cut_angle: float = np.pi) -> np.ndarray:
     """Isotropic Volterra displacement (N, 2) of an edge dislocation with Burgers vector b·e_x at
-    ``centre`` (branch cut along −x, so the extra half-plane is y > 0 for b > 0)."""
+    ``centre``; the displacement jump b sits on the ray from the core at ``cut_angle`` (default
+    along −x, so the extra half-plane is y > 0 for b > 0)."""
     dx, dy = (X - centre).T
     r2 = np.maximum(dx * dx + dy * dy, 1e-24)
-    th = np.arctan2(dy, dx)
+    th = cut_angle - 2 * np.pi + np.mod(np.arctan2(dy, dx) - cut_angle, 2 * np.pi)
     ux = b / (2 * np.pi) * (th + dx * dy / (2 * (1 - nu) * r2))
     uy = -b / (2 * np.pi) * ((1 - 2 * nu) / (4 * (1 - nu)) * np.log(r2 / b**2) + (dx * dx - dy * dy) / (4 * (1 - nu) * r2))
     return np.stack([ux, uy], axis=1)

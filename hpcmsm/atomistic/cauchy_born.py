@@ -126,6 +126,9 @@ class CauchyBorn:
         Fi = np.abs(np.linalg.inv(F))
         smin = 1.0 / np.sqrt((Fi.sum(axis=1).max(axis=1) * Fi.sum(axis=2).max(axis=1)).max())
         need = self.potential.rc / smin
+        if smin < 0.2:
+            raise InputError(f"deformation gradient compresses some direction below 0.2 (sigma_min >= {smin:.3g}): "
+                             "outside the range of the Cauchy-Born lattice sums")
         if need >= self.radius:
             self._build(need * self._skin)
         self._activate(need)

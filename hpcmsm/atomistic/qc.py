@@ -212,7 +212,11 @@ class QCModel:
         F = np.eye(2)[None] + np.einsum("eai,eaJ->eiJ", Ue, self.gradN[e])
         if len(e) == 0:
             return e, F, np.zeros(0), np.zeros((0, 2, 2))
-        bad = np.linalg.det(F) <= 0.05
+        # inverted or grossly compressed trial elements (σ_min(F) ≲ 0.5): infinite energy, and the
+        # Cauchy–Born bond list is never grown to absurd radii
+        Fi = np.abs(np.linalg.inv(np.where(np.linalg.det(F)[:, None, None] > 1e-12, F, np.eye(2))))
+        smin = 1.0 / np.sqrt(Fi.sum(axis=1).max(axis=1) * Fi.sum(axis=2).max(axis=1))
+        bad = (np.linalg.det(F) <= 0.05) | (smin < 0.5)
         if bad.any():  # an inverted element in a trial step: infinite energy makes the line search back off
             W = np.full(len(e), np.inf)
             return e, F, W, np.zeros_like(F)

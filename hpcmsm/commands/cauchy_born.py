@@ -41,6 +41,17 @@ def run(args, comm) -> int:
         if G is None or G.shape != (d, d):
             raise ConfigError(f"expected a {d}x{d} list of rows for this {d}D lattice", file=args.input,
                               key=f"path[{i}].G")
+        # validate the whole path on every rank before any rank evaluates its share of it
+        t = np.linspace(0.0, pth.t_max, pth.steps)
+        Fp = np.eye(d)[None] + t[:, None, None] * G[None]
+        det = np.linalg.det(Fp)
+        if np.any(det <= 0):
+            raise ConfigError(f"det F <= 0 along the path (first at t = {t[np.argmax(det <= 0)]:.4g})",
+                              file=args.input, key=f"path[{i}].G")
+        smin = np.linalg.svd(Fp, compute_uv=False)[:, -1]
+        if np.any(smin < 0.2):
+            raise ConfigError(f"the path compresses a direction below 0.2 (t = {t[np.argmax(smin < 0.2)]:.4g}): "
+                              "outside the range of the Cauchy-Born lattice sums", file=args.input, key=f"path[{i}].G")
     to_gpa = EV_PER_A3_IN_GPA if pot.units == "metal" else 1.0
     unit = "GPa" if pot.units == "metal" else "epsilon/sigma^d"
     with timers("constants"):

@@ -56,7 +56,10 @@ def run(args, comm) -> int:
         u_extra = np.zeros_like(sites.X)
         if q.dislocation_dipole is not None:
             c = np.asarray(q.dislocation_dipole, float).reshape(2, 2) * a + np.array([0.25 * a, 0.5 * h])
-            u_extra = volterra_edge(sites.X, c[0], a) + volterra_edge(sites.X, c[1], -a)
+            # both cuts run along the ray c1 -> c2 and beyond: they cancel past c2, so the
+            # displacement jumps only on the segment between the cores (inside A)
+            ang = float(np.arctan2(*(c[1] - c[0])[::-1]))
+            u_extra = volterra_edge(sites.X, c[0], a, cut_angle=ang) + volterra_edge(sites.X, c[1], -a, cut_angle=ang)
             # the slip cut between the cores must be atomistic: sample the segment densely
             t = np.linspace(0, 1, 2 + int(np.linalg.norm(c[1] - c[0]) / a))[:, None]
             centres.append(c[0] * (1 - t) + c[1] * t)

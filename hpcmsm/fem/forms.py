@@ -41,8 +41,9 @@ def stiffness_isotropic(dNdx, lam: float, mu: float, wdet):
     L = np.matmul(dNdx.transpose(0, 2, 1, 3).reshape(c, nen, q * d),
                   (dNdx * wdet[:, :, None, None]).transpose(0, 2, 1, 3).reshape(c, nen, q * d).transpose(0, 2, 1))
     K = lam * M4 + mu * M4.transpose(0, 1, 4, 3, 2)
-    idx = np.arange(d)
-    K[:, :, idx, :, idx] += mu * L[None]
+    muL = mu * L
+    for i in range(d):                  # basic slicing (advanced indexing here was a hot spot)
+        K[:, :, i, :, i] += muL
     return K.reshape(c, nen * d, nen * d)
 
 

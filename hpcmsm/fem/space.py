@@ -153,21 +153,22 @@ class FunctionSpace:
         own = (r >= m.node_start) & (r < m.node_start + m.n_owned)
         rl = np.where(own, r - m.node_start, 0)
         pos = np.searchsorted(keys, rl * Ng + c)
-        pos = np.where(own, pos, -1)
-        # dof-level CSR of the owned rows
-        ii = np.arange(bs)
+        del keys, rl, c, r
+        IT = self.PETSc.IntType
+        pos = np.where(own, pos, -1).astype(IT if pos.size and pos.max(initial=0) < 2 ** 31 - 1 else np.int64)
+        # dof-level CSR of the owned rows; index arrays in PETSc's integer type (int32 here):
+        # at 10⁶ DOFs the int64 versions of gather/indices alone took ~1.3 GB
+        ii = np.arange(bs, dtype=IT)
         row_len = np.repeat(L * bs, bs)
         indptr = np.zeros(m.n_owned * bs + 1, dtype=np.int64)
         np.cumsum(row_len, out=indptr[1:])
-        idx = (np.repeat(cols, bs) * bs + np.tile(ii, len(cols)))          # one node row's dof cols
+        idx = (np.repeat(cols.astype(IT), bs) * bs + np.tile(ii, len(cols)))   # one node row's dof cols
         # indices: for node row r, dof row (r, i) has the same column list (length bs*L_r)
         start_in_idx = np.repeat(ptr[:-1] * bs, bs)
-        lens = row_len
-        gather = np.repeat(start_in_idx - indptr[:-1], lens) + np.arange(indptr[-1])
+        gather = np.repeat((start_in_idx - indptr[:-1]).astype(IT), row_len) + np.arange(indptr[-1], dtype=IT)
         indices = idx[gather]
-        IT = self.PETSc.IntType          # keep only PETSc-sized copies (memory)
         self._mat_structure = dict(pos=pos, own=own, ptr=ptr, L=L, indptr=indptr.astype(IT),
-                                   indices=indices.astype(IT), nnz=int(indptr[-1]))
+                                   indices=indices.astype(IT, copy=False), nnz=int(indptr[-1]))
         del indices, idx, gather
         return self._mat_structure
 

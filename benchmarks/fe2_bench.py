@@ -36,6 +36,7 @@ matrix = {{ E = 70e3, nu = 0.33, sigma_y = 100.0, H = 500.0 }}
 particle = {{ E = 400e3, nu = 0.2 }}
 [pool]
 balance = "{balance}"
+cost_measure = "{measure}"
 elastic_reuse = {reuse}
 [output]
 dir = "{out}"
@@ -44,12 +45,13 @@ every = {steps}
 """
 
 
-def run_case(tmp, n, balance, args, reuse=True, tag=""):
+def run_case(tmp, n, balance, args, reuse=True, tag="", measure="time"):
     out = os.path.join(tmp, f"out_{n}_{balance}_{int(reuse)}{tag}")
     inp = os.path.join(tmp, f"in_{n}_{balance}_{int(reuse)}{tag}.toml")
     with open(inp, "w") as fh:
         fh.write(INPUT.format(ct=args.cells[0], cr=args.cells[1], steps=args.steps, voxels=args.voxels,
-                              balance=balance, out=out, reuse="true" if reuse else "false"))
+                              balance=balance, out=out, reuse="true" if reuse else "false",
+                              measure=measure))
     t0 = time.perf_counter()
     r = subprocess.run([os.path.join(ROOT, "run"), "-n", str(n), "fe2", inp, "--quiet"], capture_output=True,
                        text=True)

@@ -16,12 +16,15 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run_hpcmsm(ranks: int, t_end: float, inp: str, extra=(), outdir=None) -> dict:
+def run_hpcmsm(ranks: int, t_end: float, inp: str, extra=(), outdir=None, timeout=None) -> dict:
     out = outdir or tempfile.mkdtemp(prefix="pf_bench_")
     cmd = [os.path.join(ROOT, "run"), "-n", str(ranks), "phasefield", inp, "--out", out, "--t-end", repr(t_end),
            "--quiet", *extra]
     t0 = time.perf_counter()
-    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise SystemExit(f"did not finish within {timeout} s") from None
     wall = time.perf_counter() - t0
     if r.returncode != 0:
         raise SystemExit(f"run failed: {r.stderr}")

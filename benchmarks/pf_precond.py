@@ -37,6 +37,7 @@ def main():
     ap.add_argument("--t-end", type=float, default=100.0)
     ap.add_argument("--ranks", type=int, default=2)
     ap.add_argument("--only", nargs="*")
+    ap.add_argument("--timeout", type=float, default=600.0, help="seconds allowed per configuration")
     a = ap.parse_args()
     inp = os.path.join(ROOT, "examples", "phasefield_pfhub1a.toml")
     out = {"t_end": a.t_end, "ranks": a.ranks, "load_average_start": os.getloadavg()[0], "runs": {}}
@@ -44,7 +45,7 @@ def main():
         if a.only and not any(o in name for o in a.only):
             continue
         try:
-            r = run_hpcmsm(a.ranks, a.t_end, inp, extra=opts)
+            r = run_hpcmsm(a.ranks, a.t_end, inp, extra=opts, timeout=a.timeout)
             r.pop("outdir", None)
             r["options"] = " ".join(opts)
         except SystemExit as e:

@@ -168,21 +168,8 @@ class ParallelRelaxation:
         defaults = {"tao_type": "lmvm", "tao_ls_type": "armijo", "snes_type": "qn", "snes_linesearch_type": "cp",
                     "snes_qn_m": 10}
         with petsc_options(self.prefix, {**defaults, **(options or {})}):
-            tao = PETSc.TAO().create(comm=self.comm)
-            tao.setOptionsPrefix(self.prefix)
-            tao.setObjectiveGradient(self._objective_gradient, self.G)
-            tao.setSolution(self.X)
-            tao.setTolerances(gatol=max(gatol, coarse), grtol=0.0, gttol=0.0)
-            tao.setMaximumIterations(max_it)
-            tao.setFromOptions()
-            tao.solve()
-            reason = tao.getConvergedReason()
-            its, E, gnorm, _, _, _ = tao.getSolutionStatus()
-            tao.destroy()
-            # a line-search stall near the round-off floor of the energy is fine: the polish follows
-            if reason < 0 and not (reason == -6 and gnorm < 1e3 * max(gatol, coarse)):
-                raise ConvergenceError(f"TAO relaxation did not converge (reason {reason}, {its} iterations, "
-                                       f"|g| = {gnorm:.3g})")
+            its, E, gnorm = _tao_stage(self.comm, self.prefix, self._objective_gradient, self.X, self.G,
+                                       max(gatol, coarse), max_it)
             snes_its = 0
             if gnorm > gatol:
                 snes = PETSc.SNES().create(comm=self.comm)
@@ -252,19 +239,7 @@ def minimize(comm, fun, x0: np.ndarray, free: np.ndarray, gatol: float = 1e-9, o
 
     defaults = {"tao_type": "lmvm", "snes_type": "qn", "snes_linesearch_type": "cp", "snes_qn_m": 10}
     with petsc_options(prefix, {**defaults, **(options or {})}):
-        tao = PETSc.TAO().create(comm=comm)
-        tao.setOptionsPrefix(prefix)
-        tao.setObjectiveGradient(objgrad, G)
-        tao.setSolution(X)
-        tao.setTolerances(gatol=max(gatol, coarse), grtol=0.0, gttol=0.0)
-        tao.setMaximumIterations(max_it)
-        tao.setFromOptions()
-        tao.solve()
-        reason = tao.getConvergedReason()
-        its, E, gnorm, _, _, _ = tao.getSolutionStatus()
-        tao.destroy()
-        if reason < 0 and not (reason == -6 and gnorm < 1e3 * max(gatol, coarse)):
-            raise ConvergenceError(f"TAO did not converge (reason {reason}, {its} iterations, |g| = {gnorm:.3g})")
+        its, E, gnorm = _tao_stage(comm, prefix, objgrad, X, G, max(gatol, coarse), max_it)
         snes_its = 0
         if gnorm > gatol:
             snes = PETSc.SNES().create(comm=comm)
@@ -288,3 +263,28 @@ def minimize(comm, fun, x0: np.ndarray, free: np.ndarray, gatol: float = 1e-9, o
     G.destroy()
     return {"x": x, "energy": float(E), "tao_iterations": int(its), "snes_iterations": int(snes_its),
             "gnorm": float(gnorm), "evaluations": count[0]}
+
+
+def _tao_stage(comm, prefix: str, objgrad, X, G, gatol: float, max_it: int):
+    """First relaxation stage: TAO (options under ``prefix``) to |∇E| ≤ ``gatol``.
+
+    Returns (iterations, energy, |∇E|).  A line-search stall (reason -6) within 1e3·gatol is
+    accepted: it happens near the round-off floor of the energy and the SNES polish follows.
+    """
+    from petsc4py import PETSc
+
+    tao = PETSc.TAO().create(comm=comm)
+    tao.setOptionsPrefix(prefix)
+    tao.setObjectiveGradient(objgrad, G)
+    tao.setSolution(X)
+    tao.setTolerances(gatol=gatol, grtol=0.0, gttol=0.0)
+    tao.setMaximumIterations(max_it)
+    tao.setFromOptions()
+    tao.solve()
+    reason = tao.getConvergedReason()
+    its, E, gnorm, _, _, _ = tao.getSolutionStatus()
+    tao.destroy()
+    if reason < 0 and not (reason == -6 and gnorm < 1e3 * gatol):
+        raise ConvergenceError(f"TAO relaxation did not converge (reason {reason}, {its} iterations, "
+                               f"|g| = {gnorm:.3g})")
+    return its, E, gnorm

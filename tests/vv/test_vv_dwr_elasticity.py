@@ -1,0 +1,162 @@
+"""DWR for plane linear elasticity, QoI = average stress in a region: effectivity on problems with
+exact answers (a smooth manufactured solution with non-zero Dirichlet data and a traction edge,
+and a corner-singular one whose region average is closed-form), the Dirichlet boundary-data term,
+adaptive vs uniform refinement, and the same mesh sequence at 1, 2 and 3 ranks."""
+import numpy as np
+import pytest
+import sympy as sp
+from scipy.integrate import dblquad
+
+from hpcmsm.vv import dwr_elasticity as de
+from hpcmsm.vv import mms, tri
+
+OMEGA = (0.5, 0.75, 0.25, 0.5)   # union of cells of square_mesh(4)
+
+
+def _in_omega(P):
+    return (P[:, 0] > OMEGA[0]) & (P[:, 0] < OMEGA[1]) & (P[:, 1] > OMEGA[2]) & (P[:, 1] < OMEGA[3])
+
+
+def smooth_problem(component="xy", plane="strain", data_term=True):
+    """Manufactured u (non-zero on ∂Ω), clamped (u = g) except traction σ(u)n on y = 1; exact
+    J = mean of σ_comp over ω by adaptive 2D quadrature of the symbolic stress."""
+    x, y = mms.coords(2)
+    lam, mu = 1.5, 1.0
+    # plane stress = plane strain with λ* = 2λμ/(λ + 2μ): build the symbolic stress with the λ used
+    lam_eff = 2 * lam * mu / (lam + 2 * mu) if plane == "stress" else lam
+    u = [sp.sin(sp.pi * x) * sp.cos(sp.pi * y / 2) / 5 + x * y / 10, (x ** 2 - y) * sp.exp(x * y / 2) / 10]
+    ms = mms.small_strain_elasticity(u, lam_eff, mu, 2)
+    sig = ms.fn("stress")
+    i, j = {"xy": (0, 1), "xx": (0, 0), "yy": (1, 1)}[component]
+    area = (OMEGA[1] - OMEGA[0]) * (OMEGA[3] - OMEGA[2])
+    exact = dblquad(lambda yy, xx: sig(np.array([[xx, yy]]))[0][i, j], OMEGA[0], OMEGA[1], OMEGA[2], OMEGA[3],
+                    epsabs=1e-13)[0] / area
+    return de.ElasticityProblem(tri.square_mesh(4), lam, mu, ms.fn("body_force"), ms.fn("u"),
+                                lambda P: sig(P)[:, :, 1], lambda P: np.isclose(P[:, 1], 1.0), _in_omega,
+                                component, plane, exact, data_term, f"smooth σ_{component} plane {plane}")
+
+
+BETA, A = 1.5, 0.25
+
+
+def corner_problem():
+    """u = ∇φ, φ = Re z^β (β = 3/2): div u = 0 and Δu = 0, so −∇·σ = 0 with σ = 2μ ∇∇φ ~ r^(−1/2)
+    at the corner (0, 0).  ω = [0, ¼]²:  ∫_ω σ_xy = 2μ [φ(a,a) − φ(0,a) − φ(a,0) + φ(0,0)] exactly."""
+    mu, lam = 1.0, 1.5
+
+    def phi(x, y):
+        return float(np.real(complex(x, y) ** BETA))
+
+    def u(P):
+        w = BETA * (P[:, 0] + 1j * P[:, 1]) ** (BETA - 1)
+        return np.column_stack([w.real, -w.imag])
+
+    def traction_top(P):  # σ n with n = e_y
+        h = BETA * (BETA - 1) * (P[:, 0] + 1j * P[:, 1]) ** (BETA - 2)
+        return np.column_stack([-2 * mu * h.imag, -2 * mu * h.real])
+
+    exact = 2 * mu / A ** 2 * (phi(A, A) - phi(0, A) - phi(A, 0) + phi(0, 0))
+    return de.ElasticityProblem(tri.square_mesh(4), lam, mu, None, u, traction_top,
+                                lambda P: np.isclose(P[:, 1], 1.0), lambda P: (P[:, 0] < A) & (P[:, 1] < A),
+                                "xy", "strain", exact, True, "corner r^(1/2)")
+
+
+def test_rcb_partition_balanced_and_deterministic():
+    rng = np.random.default_rng(1)
+    X = rng.random((1001, 2)) * [3.0, 1.0]
+    for n in (1, 2, 3, 5):
+        p = de.rcb_partition(X, n)
+        counts = np.bincount(p, minlength=n)
+        assert counts.max() - counts.min() <= 1 and counts.sum() == 1001
+        assert np.array_equal(p, de.rcb_partition(X.copy(), n))
+    # two parts of a wide box are cut along x
+    p = de.rcb_partition(X, 2)
+    assert X[p == 0, 0].max() <= X[p == 1, 0].min()
+
+
+@pytest.mark.mpi
+def test_p1_primal_converges_to_manufactured_solution(comm):
+    """The partitioned assembly and solve reproduce a manufactured solution (vertex error ~ h²)."""
+    prob = smooth_problem()
+    errs = []
+    for n in (8, 16, 32):
+        prob.mesh = tri.square_mesh(n)
+        _, _, u = de.estimate(comm, prob, prob.mesh)
+        # max |u_h − u| at the vertices ~ h² for a smooth solution
+        errs.append(np.abs(u.reshape(-1, 2) - prob.dirichlet(prob.mesh.points)).max())
+    rates = np.log2(np.array(errs[:-1]) / np.array(errs[1:]))
+    assert np.all(rates > 1.75) and rates[-1] < 2.3, (errs, rates)
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("component,plane", [("xy", "strain"), ("xx", "stress")])
+def test_smooth_effectivity_with_boundary_data_term(comm, component, plane):
+    prob = smooth_problem(component, plane)
+    res = de.adapt(comm, prob, tol=1e-5, theta=0.5, max_steps=12)
+    for s in res.steps:
+        assert s.estimate == pytest.approx(s.estimate_direct, rel=1e-6, abs=1e-10)
+    effs = [(s.ndofs, s.effectivity) for s in res.steps if s.ndofs >= 100]
+    assert len(effs) >= 4 and all(0.8 <= e <= 1.25 for _, e in effs), effs
+    assert abs(res.steps[-1].error) < 0.05 * abs(res.steps[0].error)
+
+
+@pytest.mark.mpi
+def test_without_boundary_data_term_the_estimate_is_wrong(comm):
+    """Uniform meshes: with the data term the effectivity is ≈ 1; without it (η misses the leading
+    g − I_h g contribution) it stays far outside [0.8, 1.25]."""
+    mesh = tri.uniform_refine(tri.square_mesh(4), 2)
+    with_term, _, _ = de.estimate(comm, smooth_problem(), mesh)
+    without, _, _ = de.estimate(comm, smooth_problem(data_term=False), mesh)
+    assert 0.8 <= with_term.effectivity <= 1.25, with_term
+    assert not 0.6 <= without.effectivity <= 1.5, without
+
+
+@pytest.fixture(scope="module")
+def corner_runs():
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    ad = de.adapt(comm, corner_problem(), tol=1e-3, theta=0.5, max_steps=30)
+    un = de.adapt(comm, corner_problem(), tol=0.0, uniform=True, max_dofs=4000)
+    return ad, un
+
+
+@pytest.mark.mpi
+def test_corner_effectivity_and_tolerance(corner_runs):
+    ad, _ = corner_runs
+    assert abs(ad.steps[-1].estimate) < 1e-3
+    assert abs(ad.steps[-1].error) < 1.25e-3
+    effs = [(s.ndofs, s.effectivity) for s in ad.steps if s.ndofs >= 50]
+    assert effs and all(0.8 <= e <= 1.25 for _, e in effs), effs
+
+
+@pytest.mark.mpi
+def test_corner_adaptive_needs_fewer_dofs_than_uniform(corner_runs):
+    from hpcmsm.vv.dwr import dofs_to_reach
+
+    ad, un = corner_runs
+    target = 3e-3
+    n_ad, n_un = dofs_to_reach(ad, target), dofs_to_reach(un, target)
+    assert n_ad is not None and n_un is not None
+    assert n_ad * 5 < n_un, (n_ad, n_un)
+
+
+@pytest.mark.mpi
+def test_same_mesh_sequence_at_any_rank_count(comm, corner_runs):
+    """Oracle: the same adaptive loop on COMM_SELF (one rank, one cell partition) in this process."""
+    from mpi4py import MPI
+
+    if comm.size == 1:
+        pytest.skip("needs more than one rank")
+    ad, _ = corner_runs
+    ref = de.adapt(MPI.COMM_SELF, corner_problem(), tol=1e-3, theta=0.5, max_steps=30)
+    assert [s.ndofs for s in ad.steps] == [s.ndofs for s in ref.steps]
+    assert np.allclose([s.qoi for s in ad.steps], [s.qoi for s in ref.steps], rtol=0, atol=1e-10)
+    assert np.allclose([s.estimate for s in ad.steps], [s.estimate for s in ref.steps], rtol=1e-7, atol=1e-12)
+
+
+def test_bad_component_and_plane_rejected():
+    with pytest.raises(ValueError, match="component"):
+        de.ElasticityProblem(tri.square_mesh(2), component="zz")
+    with pytest.raises(ValueError, match="plane"):
+        de.ElasticityProblem(tri.square_mesh(2), plane="shell")

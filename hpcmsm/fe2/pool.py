@@ -148,7 +148,10 @@ class RVEPool:
             if self.elastic_reuse and hasattr(self.micro, "try_elastic"):
                 res = self.micro.try_elastic(rE[k], self.committed[p])
             if res is None:
-                res = self.micro.solve(rE[k], self.committed[p])
+                if getattr(self.micro, "warm_start", False):   # last trial of this step as Newton start
+                    res = self.micro.solve(rE[k], self.committed[p], guess=self.trial[p])
+                else:
+                    res = self.micro.solve(rE[k], self.committed[p])
             S, C, new, info = res
             dt = time.perf_counter() - ts
             if info.get("reused", False):

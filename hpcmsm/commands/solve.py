@@ -6,6 +6,7 @@ stress, equivalent plastic strain / temperature), ``summary.json`` (reactions, e
 timings, Newton and Krylov iterations) and, for load-stepped runs, ``load_displacement.png``."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
 from dataclasses import dataclass, field
@@ -35,6 +36,9 @@ class MeshSection:
     degree: int = param(1, choices=(1, 2), doc="Lagrange degree (P1/P2/Q1/Q2)")
     size: float = param(1.0, gt=0, unit="m", doc="plate_with_hole: half width")
     hole_radius: float = param(0.3, gt=0, unit="m", doc="plate_with_hole: hole radius")
+    partitioner: Literal["auto", "block", "rcb", "ptscotch", "parmetis"] = param(
+        "auto", doc="auto (box: block, others: ptscotch), block (box generated per rank), rcb "
+        "(coordinate bisection) or a PETSc graph partitioner of the cell dual graph")
 
 
 @dataclass
@@ -121,6 +125,8 @@ class SolveInput:
                 raise ConfigError("plate_with_hole needs [n_arc (even), n_radial]", key="mesh.cells")
             if self.mesh.hole_radius >= self.mesh.size:
                 raise ConfigError("hole_radius must be smaller than size", key="mesh.hole_radius")
+        if self.mesh.partitioner == "block" and self.mesh.type != "box":
+            raise ConfigError("partitioner 'block' is for box meshes only", key="mesh.partitioner")
         if not self.dirichlet:
             raise ConfigError("at least one [[dirichlet]] condition is required", key="dirichlet")
 
@@ -130,9 +136,10 @@ def add_arguments(p) -> None:
     p.add_argument("--output", metavar="DIR", help="override [output] dir")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("--restart", action="store_true",
-                   help="mechanics: continue from <output dir>/solve.ckpt.h5 (any number of ranks)")
+                   help="continue from <output dir>/solve.ckpt.h5 (any number of ranks)")
     p.add_argument("--max-steps", type=int, metavar="N",
-                   help="mechanics: stop after N load steps (a checkpoint is written)")
+                   help="stop after N load/time steps (a checkpoint is written)")
+    p.add_argument("--kill-at-step", type=int, default=-1, help=argparse.SUPPRESS)   # test hook (heat)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -142,13 +149,17 @@ def build_mesh(cfg: SolveInput, comm, base_dir: str):
     from ..fem.mesh import plate_with_hole_global
 
     m = cfg.mesh
+    part = m.partitioner
     if m.type == "box":
-        return create_box(comm, m.cells, m.lower, m.upper, m.cell, m.degree)
+        return create_box(comm, m.cells, m.lower, m.upper, m.cell, m.degree,
+                          partitioner="block" if part == "auto" else part)
+    part = "ptscotch" if part == "auto" else part
     if m.type == "plate_with_hole":
-        return distribute(comm, plate_with_hole_global(m.size, m.hole_radius, m.cells[0], m.cells[1],
-                                                       m.cell, degree=m.degree))
+        g = plate_with_hole_global(m.size, m.hole_radius, m.cells[0], m.cells[1], m.cell, degree=m.degree) \
+            if comm.rank == 0 else None     # built on rank 0 only; distribute() sends each rank its part
+        return distribute(comm, g, part)
     path = m.file if os.path.isabs(m.file) else os.path.join(base_dir, m.file)
-    return read_mesh(comm, path, m.degree)
+    return read_mesh(comm, path, m.degree, part)
 
 
 def build_material(spec: MaterialSpec, dim: int):
@@ -213,8 +224,6 @@ def run(args, comm) -> int:
         raise InputError(f"{args.input}: [petsc] tables: only 'macro' is used by solve (got {unknown[0][:-1]!r})")
     macro_opts = popts.get("macro_", {})
 
-    if cfg.problem.physics == "heat" and (args.restart or args.max_steps):
-        raise InputError("--restart/--max-steps are implemented for the mechanics problems only")
     with timers("mesh"):
         mesh = build_mesh(cfg, comm, base)
     dim = mesh.dim
@@ -248,10 +257,11 @@ def run(args, comm) -> int:
                "element": mesh.element.name, "cells": ncells, "nodes": mesh.n_global}
     from ..io import FieldWriter
 
-    writer = FieldWriter(outdir, comm, "macro", _output_mesh(mesh), command_line=getattr(args, "argv", None),
-                         input_text=text)
+    writer = _NaturalWriter(mesh, FieldWriter(outdir, comm, "macro", _output_mesh(mesh),
+                                              command_line=getattr(args, "argv", None), input_text=text))
     if cfg.problem.physics == "heat":
-        audit = _run_heat(cfg, mesh, specs, dirichlet, neumann, macro_opts, writer, timers, log, summary)
+        audit = _run_heat(cfg, mesh, specs, dirichlet, neumann, macro_opts, writer, timers, log, summary,
+                          outdir, args)
     else:
         audit = _run_mechanics(cfg, mesh, specs, dirichlet, neumann, macro_opts, writer, timers, log, summary,
                                outdir, args)
@@ -262,26 +272,60 @@ def run(args, comm) -> int:
         with open(os.path.join(outdir, "summary.json"), "w") as fh:
             json.dump(summary, fh, indent=1, default=float)
     log(f"output: {os.path.join(outdir, 'macro.xdmf')}, {os.path.join(outdir, 'summary.json')}")
+    if summary.get("exit"):
+        return summary["exit"]
     return 0 if audit.passed else 3
 
 
 def _output_mesh(mesh):
-    """Linear (corner-node) cells for visualisation; geometry = owned nodes in PETSc order."""
+    """Linear (corner-node) cells for visualisation, nodes and cells in natural (input) order, so
+    output written before and after a restart on another number of ranks shares one mesh file."""
+    from ..fem.mesh import to_natural
     from ..io import UnstructuredMesh
 
     el = mesh.element
-    cells = mesh.node_global[mesh.cells[:, el.vtk_corners]]
-    return UnstructuredMesh(mesh.cell, mesh.points[:mesh.n_owned], cells)
+    pts = to_natural(mesh.comm, mesh.node_ids[:mesh.n_owned], mesh.points[:mesh.n_owned], mesh.n_global)
+    cells = to_natural(mesh.comm, mesh.cell_ids, mesh.node_ids[mesh.cells[:, el.vtk_corners]], mesh.n_cells_global)
+    return UnstructuredMesh(mesh.cell, pts, cells)
 
 
-def _run_heat(cfg, mesh, specs, dirichlet, neumann, opts, writer, timers, log, summary):
+class _NaturalWriter:
+    """FieldWriter front end: node fields (owned rows) and cell fields (local cells) are moved to
+    natural order before writing (see :func:`_output_mesh`)."""
+
+    def __init__(self, mesh, writer):
+        self.mesh, self.w = mesh, writer
+
+    def write(self, step, time, fields):
+        import numpy as np
+
+        from ..fem.mesh import to_natural
+
+        m, out = self.mesh, {}
+        for k, spec in fields.items():
+            spec = dict(spec)
+            if spec.get("center", "Node") == "Cell":
+                spec["data"] = to_natural(m.comm, m.cell_ids, np.asarray(spec["data"]), m.n_cells_global)
+            else:
+                spec["data"] = to_natural(m.comm, m.node_ids[:m.n_owned], np.asarray(spec["data"]), m.n_global)
+            out[k] = spec
+        return self.w.write(step, time, out)
+
+
+def _run_heat(cfg, mesh, specs, dirichlet, neumann, opts, writer, timers, log, summary, outdir, args):
+    """Backward-Euler time loop with rank-count independent checkpoints (temperature in natural
+    node order + time, step count, KSP history, heat-balance maximum), ``--restart``,
+    ``--max-steps`` and a graceful stop (exit 75) on SLURM's SIGUSR1/SIGTERM."""
     import numpy as np
 
+    from .. import signals
     from ..errors import InputError
     from ..fem import HeatProblem
+    from ..io import Checkpoint
 
     if len(specs) != 1:
         raise InputError("heat: one material (region 'all' or the single region) is supported")
+    comm = mesh.comm
     spec = next(iter(specs.values()))
     kappa = spec.kappa if isinstance(spec.kappa, float) else np.array(spec.kappa, float)
     with timers("setup"):
@@ -289,21 +333,73 @@ def _run_heat(cfg, mesh, specs, dirichlet, neumann, opts, writer, timers, log, s
                            petsc_options=opts)
         prob.set_initial(cfg.problem.initial)
     T = lambda: prob.u.getArray(readonly=True).copy()  # noqa: E731
-    writer.write(0, 0.0, {"temperature": dict(data=T(), unit="K")})
-    for k in range(1, cfg.problem.steps + 1):
+    ck = Checkpoint(os.path.join(outdir, "solve.ckpt.h5"), comm)
+    stamp = dict(command_line=getattr(args, "argv", None))
+    nsteps = cfg.problem.steps
+
+    def save(k):
+        with timers("checkpoint"):
+            ck.save(k, {"node_ids": mesh.node_ids[:mesh.n_owned].astype(np.int64), "temperature": T()},
+                    {"t": prob.t, "max_balance": prob.max_balance},
+                    {"physics": "heat", "nodes": mesh.n_global, "dt": cfg.problem.dt,
+                     "iterations": [int(i) for i in prob.iterations]}, **stamp)
+
+    step0 = 0
+    if args.restart:
+        with timers("restart"), ck.load() as d:
+            if d.meta.get("physics") != "heat" or d.meta.get("nodes") != mesh.n_global:
+                raise InputError(f"{ck.path}: not a heat checkpoint of this mesh ({d.meta.get('physics')}, "
+                                 f"{d.meta.get('nodes')} nodes; the mesh has {mesh.n_global})")
+            if d.meta.get("dt") != cfg.problem.dt:
+                raise InputError(f"{ck.path}: written with dt = {d.meta.get('dt')}, the input has "
+                                 f"dt = {cfg.problem.dt}")
+            ids = d.read("node_ids")
+            order = np.argsort(ids)
+            pos = order[np.searchsorted(ids[order], mesh.node_ids[:mesh.n_owned])]
+            prob.u.getArray()[:] = d.read("temperature")[pos]
+            prob.u.ghostUpdate(prob.PETSc.InsertMode.INSERT, prob.PETSc.ScatterMode.FORWARD)
+            step0 = d.step
+            prob.t = float(d.scalars["t"])
+            prob.max_balance = float(d.scalars["max_balance"])
+            prob.step_count = step0
+            prob.iterations = list(d.meta["iterations"])
+        log(f"restarted from {ck.path} at step {step0}, t = {prob.t:.6g}")
+    else:
+        writer.write(0, 0.0, {"temperature": dict(data=T(), unit="K")})
+    signals.install()
+    every = cfg.output.checkpoint_every or cfg.output.every
+    k = step0
+    for k in range(step0 + 1, nsteps + 1):
         with timers("solve"):
             prob.step()
-        if k % cfg.output.every == 0 or k == cfg.problem.steps:
+        if k % cfg.output.every == 0 or k == nsteps:
             with timers("output"):
                 writer.write(k, prob.t, {"temperature": dict(data=T(), unit="K")})
-    log(f"heat: {cfg.problem.steps} steps of dt = {cfg.problem.dt:g}, KSP iterations per step "
-        f"{min(prob.iterations)}..{max(prob.iterations)}")
+        if k % every == 0 or k == nsteps:
+            save(k)
+        if k == args.kill_at_step and comm.rank == 0:      # test hook: a node failure after step k
+            import signal
+
+            os.kill(os.getpid(), signal.SIGKILL)
+        if k < nsteps and args.max_steps and k - step0 >= args.max_steps:
+            if k % every:
+                save(k)
+            log(f"stopped after --max-steps at step {k}; checkpoint {ck.path} (continue with --restart)")
+            break
+        if k < nsteps and signals.should_stop(comm):
+            if k % every:
+                save(k)
+            summary["exit"] = signals.stopped(comm, k, ck.path, what="solve (heat)")
+            break
+    its = prob.iterations or [0]
+    log(f"heat: steps {step0 + 1}..{k} of dt = {cfg.problem.dt:g}, KSP iterations per step "
+        f"{min(its)}..{max(its)}")
     from mpi4py import MPI
 
     Tl = prob.u.getArray(readonly=True)
-    summary.update({"t_end": prob.t, "ksp_iterations": prob.iterations,
-                    "T_min": mesh.comm.allreduce(float(Tl.min(initial=np.inf)), op=MPI.MIN),
-                    "T_max": mesh.comm.allreduce(float(Tl.max(initial=-np.inf)), op=MPI.MAX)})
+    summary.update({"t_end": prob.t, "steps_done": k, "ksp_iterations": prob.iterations,
+                    "T_min": comm.allreduce(float(Tl.min(initial=np.inf)), op=MPI.MIN),
+                    "T_max": comm.allreduce(float(Tl.max(initial=-np.inf)), op=MPI.MAX)})
     audit = prob.finish_audit()
     prob.destroy()
     return audit

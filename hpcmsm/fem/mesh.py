@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import InputError
-from .elements import CELL_DIM, SIMPLEX, Element
+from .elements import CELL_DIM, SIMPLEX, SIMPLEX_EDGES, Element
 
 BOX_SIDES = ("xmin", "xmax", "ymin", "ymax", "zmin", "zmax")
 
@@ -92,11 +92,16 @@ def box_global(n, lower=None, upper=None, cell: str = "quadrilateral", degree: i
 
 
 def _orient_simplices(pts, cells):
-    d = cells.shape[1] - 1
+    """Swap vertices 1 and 2 (and the P2 edge nodes accordingly) of negatively oriented simplices."""
+    d = pts.shape[1]
     J = np.stack([pts[cells[:, k + 1]] - pts[cells[:, 0]] for k in range(d)], axis=-1)
     neg = np.linalg.det(J) < 0
+    sw = [0, 2, 1] + list(range(3, d + 1))
+    if cells.shape[1] > d + 1:           # P2: edge (a, b) of the swapped cell = old edge (sw[a], sw[b])
+        E = [frozenset(e) for e in SIMPLEX_EDGES[d]]
+        sw = sw + [d + 1 + E.index(frozenset((sw[a], sw[b]))) for a, b in SIMPLEX_EDGES[d]]
     cells = cells.copy()
-    cells[neg, 1], cells[neg, 2] = cells[neg, 2].copy(), cells[neg, 1].copy()
+    cells[neg] = cells[neg][:, sw]
     return cells
 
 
@@ -227,14 +232,44 @@ def elevate(g: GlobalMesh) -> GlobalMesh:
 # ---------------------------------------------------------------------------------------------
 
 _GMSH_TYPES = {1: ("interval", 2), 2: ("triangle", 3), 3: ("quadrilateral", 4), 4: ("tetrahedron", 4),
-               5: ("hexahedron", 8), 15: ("point", 1)}
-# Gmsh (counter-clockwise) → our lexicographic ordering for tensor cells
-_GMSH_TO_LEX = {"quadrilateral": [0, 1, 3, 2], "hexahedron": [0, 1, 3, 2, 4, 5, 7, 6]}
+               5: ("hexahedron", 8), 15: ("point", 1),
+               8: ("interval", 3), 9: ("triangle", 6), 10: ("quadrilateral", 9), 11: ("tetrahedron", 10),
+               12: ("hexahedron", 27)}
+_GMSH_DEGREE = {8: 2, 9: 2, 10: 2, 11: 2, 12: 2}
+_GMSH_CODE = {(c, _GMSH_DEGREE.get(et, 1)): et for et, (c, _) in _GMSH_TYPES.items()}
+# Gmsh reference vertices and its (high-order) node entities: edges, faces, interior, in Gmsh's order
+# (MTriangle/MQuadrangle/MTetrahedron/MHexahedron edge and face tables)
+_GMSH_REF = {
+    "interval": ([[-1], [1]], [[0, 1]]),
+    "triangle": ([[0, 0], [1, 0], [0, 1]], [[0, 1], [1, 2], [2, 0]]),
+    "quadrilateral": ([[-1, -1], [1, -1], [1, 1], [-1, 1]], [[0, 1], [1, 2], [2, 3], [3, 0], [0, 1, 2, 3]]),
+    "tetrahedron": ([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]],
+                    [[0, 1], [1, 2], [2, 0], [3, 0], [3, 2], [3, 1]]),
+    "hexahedron": ([[-1, -1, -1], [1, -1, -1], [1, 1, -1], [-1, 1, -1],
+                    [-1, -1, 1], [1, -1, 1], [1, 1, 1], [-1, 1, 1]],
+                   [[0, 1], [0, 3], [0, 4], [1, 2], [1, 5], [2, 3], [2, 6], [3, 7], [4, 5], [4, 7], [5, 6],
+                    [6, 7], [0, 3, 2, 1], [0, 1, 5, 4], [0, 4, 7, 3], [1, 2, 6, 5], [2, 3, 7, 6], [4, 5, 6, 7],
+                    list(range(8))]),
+}
+
+
+def gmsh_permutation(cell: str, degree: int) -> np.ndarray:
+    """``ours = gmsh[:, perm]``: our element node k sits at Gmsh node perm[k] (matched through the
+    reference coordinates, Gmsh's high-order nodes being centroids of their edge/face/cell)."""
+    V, ents = _GMSH_REF[cell]
+    V = np.asarray(V, float)
+    X = V if degree == 1 else np.vstack([V] + [V[e].mean(axis=0) for e in ents])
+    ours = Element(cell, degree).nodes
+    perm = np.array([int(np.argmin(np.linalg.norm(X - x, axis=1))) for x in ours])
+    assert len(X) == len(ours) and np.allclose(X[perm], ours)
+    return perm
 _ENTITY_DIM = {"point": 0, "interval": 1, "triangle": 2, "quadrilateral": 2, "tetrahedron": 3, "hexahedron": 3}
 
 
 def read_gmsh(path: str, degree: int = 1) -> GlobalMesh:
-    """Read a first-order Gmsh ``.msh`` file (ASCII, format 2.2 or 4.1) with physical groups.
+    """Read a Gmsh ``.msh`` file (ASCII, format 2.2 or 4.1) with physical groups: first-order
+    cells (elevated with straight sides if ``degree = 2``) or second-order cells (6-node
+    triangles, 9-node quadrangles, 10-node tetrahedra, 27-node hexahedra: read as P2/Q2 directly).
 
     Physical groups of the top dimension become regions; of dimension d-1 facet sets (usable for
     Dirichlet and Neumann conditions); lower dimensions node sets (Dirichlet only)."""
@@ -341,9 +376,9 @@ def _gmsh4(sec):
 def _assemble_gmsh(path, ids, xyz, blocks, names, degree) -> GlobalMesh:
     for et, _, _ in blocks:
         if et not in _GMSH_TYPES:
-            raise InputError(f"mesh file {path}: Gmsh element type {et} is not supported (first-order "
-                             "lines, triangles, quadrangles, tetrahedra, hexahedra and points only; "
-                             "use element degree = 2 to elevate a first-order mesh)")
+            raise InputError(f"mesh file {path}: Gmsh element type {et} is not supported (lines, "
+                             "triangles, quadrangles, tetrahedra, hexahedra of order 1, their 3-, 6-, 9-, "
+                             "10- and 27-node second-order versions, and points)")
     dims = [_ENTITY_DIM[_GMSH_TYPES[et][0]] for et, _, _ in blocks]
     if not dims or max(dims) < 2:
         raise InputError(f"mesh file {path}: no 2D or 3D cells")
@@ -352,6 +387,13 @@ def _assemble_gmsh(path, ids, xyz, blocks, names, degree) -> GlobalMesh:
     if len(cell_types) != 1:
         raise InputError(f"mesh file {path}: mixed cell types {sorted(cell_types)} are not supported")
     cell = cell_types.pop()
+    orders = {_GMSH_DEGREE.get(et, 1) for (et, _, _), k in zip(blocks, dims) if k == d}
+    if len(orders) != 1:
+        raise InputError(f"mesh file {path}: cells of mixed order are not supported")
+    order = orders.pop()
+    if order == 2 and degree != 2:
+        raise InputError(f"mesh file {path}: second-order cells need element degree = 2")
+    cperm = gmsh_permutation(cell, order)
     g2l = np.full(ids.max() + 1, -1, dtype=np.int64)
     g2l[ids] = np.arange(len(ids))
     pts = xyz[:, :d].copy()
@@ -366,9 +408,7 @@ def _assemble_gmsh(path, ids, xyz, blocks, names, degree) -> GlobalMesh:
         if np.any(conn < 0):
             raise InputError(f"mesh file {path}: elements refer to undefined nodes")
         if k == d:
-            if cell in _GMSH_TO_LEX:
-                conn = conn[:, _GMSH_TO_LEX[cell]]
-            cells.append(conn)
+            cells.append(conn[:, cperm])
             ctag.append(np.full(len(conn), ph))
         else:
             lower.setdefault((k, ph), []).append(conn)
@@ -381,12 +421,13 @@ def _assemble_gmsh(path, ids, xyz, blocks, names, degree) -> GlobalMesh:
     if SIMPLEX[cell]:
         cells = _orient_simplices(pts, cells)
     regions = {names.get((d, t), f"region{t}"): int(t) for t in np.unique(ctag)}
-    g = GlobalMesh(cell, 1, pts, cells, ctag, regions)
-    # facet sets: match (d-1)-dimensional elements to cell facets
-    el = g.element
-    fl = el.facet_local_nodes()
+    g = GlobalMesh(cell, order, pts, cells, ctag, regions)
+    # facet sets: match (d-1)-dimensional elements to cell facets through their corner nodes
+    fl = Element(cell, 1).facet_local_nodes()
+    fl2 = np.array(g.element.facet_local_nodes())
     ncorner = len(fl[0])
-    allf = np.concatenate([np.sort(cells[:, loc], axis=1) for loc in fl])      # (nfl*ncell, nc)
+    corners = cells[:, corner_positions(cell, order)]
+    allf = np.concatenate([np.sort(corners[:, loc], axis=1) for loc in fl])      # (nfl*ncell, nc)
     owner = np.tile(np.arange(len(cells)), len(fl))
     which = np.repeat(np.arange(len(fl)), len(cells))
     F, FC, FT = [], [], []
@@ -397,26 +438,29 @@ def _assemble_gmsh(path, ids, xyz, blocks, names, degree) -> GlobalMesh:
         g.node_sets[nm] = nodes
         if k != d - 1:
             continue
-        fc = np.sort(np.concatenate(conns), axis=1)
+        fc = np.concatenate(conns)
+        if fc.shape[1] != len(fl2[0]):
+            raise InputError(f"mesh file {path}: facet group {nm!r} has the wrong element type")
+        fc = np.sort(fc[:, :ncorner], axis=1)          # Gmsh lists the vertices first
         if fc.shape[1] != ncorner:
             raise InputError(f"mesh file {path}: facet group {nm!r} has the wrong element type")
         pos = _match_rows(allf, fc)
         if np.any(pos < 0):
             raise InputError(f"mesh file {path}: facet group {nm!r} has elements that are not cell facets")
-        F.append(cells[owner[pos]][np.arange(len(pos))[:, None], np.array(fl)[which[pos]]])
+        F.append(cells[owner[pos]][np.arange(len(pos))[:, None], fl2[which[pos]]])
         FC.append(owner[pos])
         FT.append(np.full(len(pos), ph))
         fnames[nm] = int(ph)
     if F:
         g.facets, g.facet_cells, g.facet_tags = np.concatenate(F), np.concatenate(FC), np.concatenate(FT)
     else:
-        g.facets = np.zeros((0, ncorner), dtype=np.int64)
+        g.facets = np.zeros((0, fl2.shape[1]), dtype=np.int64)
         g.facet_cells = np.zeros(0, dtype=np.int64)
         g.facet_tags = np.zeros(0, dtype=np.int64)
     g.facet_names = fnames
-    if degree == 2:
+    if degree == 2 and order == 1:
         g = elevate(g)
-    elif degree != 1:
+    elif degree not in (1, 2):
         raise InputError(f"element degree must be 1 or 2 (got {degree})")
     return g
 
@@ -432,12 +476,13 @@ def _match_rows(table: np.ndarray, queries: np.ndarray) -> np.ndarray:
 
 
 def write_gmsh2(path: str, g: GlobalMesh, facet_groups: dict | None = None) -> None:
-    """Write a first-order mesh as Gmsh 2.2 ASCII (used to make the example meshes).
-    ``facet_groups``: name -> (tag, facets (nf, ncorner) node ids)."""
-    etype = {"triangle": 2, "quadrilateral": 3, "tetrahedron": 4, "hexahedron": 5}[g.cell]
-    ftype = {"triangle": 1, "quadrilateral": 1, "tetrahedron": 2, "hexahedron": 3}[g.cell]
-    inv = {"quadrilateral": [0, 1, 3, 2], "hexahedron": [0, 1, 3, 2, 4, 5, 7, 6]}.get(g.cell)
+    """Write a mesh as Gmsh 2.2 ASCII (first- or second-order cells, used to make example and test
+    meshes).  ``facet_groups``: name -> (tag, facets (nf, nfen) node ids in our facet-element order,
+    or their corners only for first-order meshes)."""
     d = g.dim
+    etype = _GMSH_CODE[(g.cell, g.degree)]
+    inv = np.argsort(gmsh_permutation(g.cell, g.degree))          # gmsh = ours[:, inv]
+    fcell = Element(g.cell, 1).facet.cell
     lines = ["$MeshFormat", "2.2 0 8", "$EndMeshFormat", "$PhysicalNames"]
     groups = facet_groups or {}
     lines.append(str(len(groups) + len(g.region_names)))
@@ -453,13 +498,13 @@ def write_gmsh2(path: str, g: GlobalMesh, facet_groups: dict | None = None) -> N
     els = []
     for nm, (tag, fac) in groups.items():
         fac = np.asarray(fac)
-        if g.cell == "hexahedron":
-            fac = fac[:, [0, 1, 3, 2]] if fac.shape[1] == 4 else fac
+        fdeg = 2 if fac.shape[1] > Element(fcell, 1).nen else 1
+        fac = fac[:, np.argsort(gmsh_permutation(fcell, fdeg))]
+        ftype = _GMSH_CODE[(fcell, fdeg)]
         for f in fac:
             els.append(f"{ftype} 2 {tag} {tag} " + " ".join(str(int(v) + 1) for v in f))
-    for c, t in zip(g.cells, g.cell_tags):
-        cc = c[inv] if inv else c
-        els.append(f"{etype} 2 {t} {t} " + " ".join(str(int(v) + 1) for v in cc))
+    for c, t in zip(g.cells[:, inv], g.cell_tags):
+        els.append(f"{etype} 2 {t} {t} " + " ".join(str(int(v) + 1) for v in c))
     lines.append(str(len(els)))
     lines += [f"{i + 1} {e}" for i, e in enumerate(els)]
     lines.append("$EndElements")
@@ -561,86 +606,450 @@ def _mpi_max():
     return MPI.MAX
 
 
-def distribute(comm, g: GlobalMesh) -> Mesh:
-    """Partition ``g`` over ``comm`` and build this rank's :class:`Mesh` (collective, no data
-    exchange needed: every rank holds ``g``)."""
+PARTITIONERS = ("rcb", "ptscotch", "parmetis")
+
+
+def corner_positions(cell: str, degree: int) -> np.ndarray:
+    """Positions of the degree-1 element's nodes among the degree-``degree`` element's nodes."""
+    X1, X2 = Element(cell, 1).nodes, Element(cell, degree).nodes
+    return np.array([int(np.argmin(np.linalg.norm(X2 - x, axis=1))) for x in X1])
+
+
+def dual_graph(cell: str, degree: int, cells: np.ndarray):
+    """Cell adjacency through shared facets as CSR (indptr, indices), no self loops."""
+    import scipy.sparse as sp
+
+    corners = cells[:, corner_positions(cell, degree)]
+    fl = Element(cell, 1).facet_local_nodes()
+    nc = len(cells)
+    keys = np.concatenate([np.sort(corners[:, loc], axis=1) for loc in fl])
+    owner = np.tile(np.arange(nc), len(fl))
+    _, inv = np.unique(keys, axis=0, return_inverse=True)
+    inv = inv.ravel()
+    o = np.argsort(inv, kind="stable")
+    same = inv[o][1:] == inv[o][:-1]                 # interior facets appear exactly twice
+    a, b = owner[o][:-1][same], owner[o][1:][same]
+    A = sp.csr_matrix((np.ones(2 * len(a), dtype=np.int8), (np.r_[a, b], np.r_[b, a])), shape=(nc, nc))
+    A.sum_duplicates()
+    A.sort_indices()
+    return A.indptr.astype(np.int64), A.indices.astype(np.int64)
+
+
+def partition_quality(indptr: np.ndarray, indices: np.ndarray, part: np.ndarray, nparts: int) -> dict:
+    """Edge cut (dual-graph edges between parts) and load imbalance (max/mean cells per part)."""
+    rows = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
+    cut = int(np.sum(part[rows] != part[indices]) // 2)
+    cnt = np.bincount(part, minlength=nparts)
+    return {"edge_cut": cut, "edges": int(len(indices) // 2), "imbalance": float(cnt.max() / cnt.mean()),
+            "cells_per_part": cnt.tolist()}
+
+
+def graph_partition(comm, indptr: np.ndarray, indices: np.ndarray, n_global: int, kind: str = "ptscotch"):
+    """Partition a distributed graph (this rank's block of rows, global column ids) into
+    ``comm.size`` parts with PETSc's MatPartitioning (collective). Returns the part of each local row."""
+    from petsc4py import PETSc
+
+    from ..parallel import exscan_offset
+
+    if kind not in ("ptscotch", "parmetis"):
+        raise InputError(f"unknown graph partitioner {kind!r} (use one of {', '.join(PARTITIONERS)})")
+    nloc = len(indptr) - 1
+    off, tot = exscan_offset(comm, nloc)
+    assert tot == n_global
+    IT = PETSc.IntType
+    adj = PETSc.Mat().createAIJ(((nloc, n_global), (nloc, n_global)),
+                                csr=(indptr.astype(IT), indices.astype(IT), np.ones(len(indices))), comm=comm)
+    mp = PETSc.MatPartitioning().create(comm=comm)
+    try:
+        mp.setAdjacency(adj)
+        try:
+            mp.setType(kind)
+        except PETSc.Error:
+            raise InputError(f"partitioner {kind!r} is not available in this PETSc build "
+                             "(Debian's PETSc 3.18 has PT-Scotch: use 'ptscotch' or 'rcb')") from None
+        is_ = PETSc.IS()
+        mp.apply(is_)
+        part = is_.getIndices().astype(np.int32).copy()
+        is_.destroy()
+    finally:
+        mp.destroy()
+        adj.destroy()
+    return part
+
+
+def _meta_bcast(comm, g: GlobalMesh | None) -> dict:
+    meta = None
+    if comm.rank == 0:
+        meta = dict(cell=g.cell, degree=g.degree, ncell=len(g.cells), N=len(g.points),
+                    region_names=dict(g.region_names), facet_names=dict(g.facet_names),
+                    node_set_names=sorted(g.node_sets), has_facets=g.facets is not None and len(g.facets) > 0)
+    return comm.bcast(meta, root=0)
+
+
+def distribute(comm, g: GlobalMesh | None, partitioner: str = "rcb") -> Mesh:
+    """Partition ``g`` over ``comm`` and send each rank only its part (collective).
+
+    ``g`` is needed on rank 0 only (other ranks may pass ``None``).  ``partitioner``: ``"rcb"``
+    (recursive coordinate bisection of the cell centroids, on rank 0) or a graph partitioner of
+    the cell dual graph through PETSc's MatPartitioning (``"ptscotch"``; ``"parmetis"`` if the
+    PETSc build has it), run in parallel on row blocks of the graph.  Rank 0 then computes node
+    ownership and sends every rank its cells, owned + ghost nodes, the cells touching its owned
+    nodes (for the sparsity), its boundary facets and node sets; ranks > 0 never hold O(N) data."""
     size, rank = comm.size, comm.rank
-    ncell, N = len(g.cells), len(g.points)
+    if partitioner not in PARTITIONERS:
+        raise InputError(f"unknown partitioner {partitioner!r} (use one of {', '.join(PARTITIONERS)})")
+    meta = _meta_bcast(comm, g)
+    ncell = meta["ncell"]
     if ncell < size:
         raise InputError(f"mesh has {ncell} cells, fewer than the {size} MPI ranks")
-    corners = g.element.vtk_corners
-    cent = g.points[g.cells[:, corners]].mean(axis=1)
-    cpart = rcb_partition(cent, size)
-    # node owner: lowest rank among the cells that contain it
-    nen = g.cells.shape[1]
+    # ---- partition
+    if partitioner == "rcb":
+        cpart = rcb_partition(g.points[g.cells[:, g.element.vtk_corners]].mean(axis=1), size) if rank == 0 else None
+    else:
+        from ..parallel import block_range
+
+        if rank == 0:
+            ip, ix = dual_graph(g.cell, g.degree, g.cells)
+            for r in range(size - 1, -1, -1):
+                s, e = block_range(ncell, size, r)
+                blk = (ip[s:e + 1] - ip[s], ix[ip[s]:ip[e]])
+                if r:
+                    comm.send(blk, dest=r, tag=11)
+            del ip, ix
+        else:
+            blk = comm.recv(source=0, tag=11)
+        mine = graph_partition(comm, blk[0], blk[1], ncell, partitioner)
+        parts = comm.gather(mine, root=0)
+        cpart = np.concatenate(parts) if rank == 0 else None
+        if rank == 0 and np.any(np.bincount(cpart, minlength=size) == 0):
+            cpart = None                                       # an empty part: fall back to RCB
+        if comm.bcast(cpart is None, root=0):
+            cpart = rcb_partition(g.points[g.cells[:, g.element.vtk_corners]].mean(axis=1), size) \
+                if rank == 0 else None
+    # ---- ownership and per-rank packages (rank 0), sent one at a time
+    if rank == 0:
+        pkgs = _plan(g, cpart, size)
+        mine = None
+        for r, pkg in pkgs:
+            if r == 0:
+                mine = pkg
+            else:
+                comm.send(pkg, dest=r, tag=12)
+    else:
+        mine = comm.recv(source=0, tag=12)
+    return _local_mesh(comm, meta, mine)
+
+
+def _plan(g: GlobalMesh, cpart: np.ndarray, size: int):
+    """Rank 0: node owners (lowest rank among the cells of a node), renumbering so each rank owns
+    a contiguous block, and a generator of (rank, package) with what that rank needs."""
+    N, nen = len(g.points), g.cells.shape[1]
     flat = g.cells.ravel()
     cp = np.repeat(cpart, nen)
     order = np.lexsort((cp, flat))
     fs = flat[order]
     startmask = np.r_[True, fs[1:] != fs[:-1]]
-    owner = np.full(N, size, dtype=np.int32)
+    owner = np.zeros(N, dtype=np.int32)                  # unused nodes: rank 0 (identity rows)
     owner[fs[startmask]] = cp[order][startmask]
-    if np.any(owner == size):
-        # nodes not used by any cell: give them to rank 0 (they get an identity row)
-        owner[owner == size] = 0
-    perm = np.argsort(owner, kind="stable")          # new id -> natural id
+    perm = np.argsort(owner, kind="stable")              # new id -> natural id
     new_id = np.empty(N, dtype=np.int64)
     new_id[perm] = np.arange(N)
     counts = np.bincount(owner, minlength=size)
-    start = int(counts[:rank].sum())
-    n_owned = int(counts[rank])
-    mycells = np.flatnonzero(cpart == rank)
-    cells_new = new_id[g.cells[mycells]]
-    used = np.unique(cells_new)
-    ghosts = used[(used < start) | (used >= start + n_owned)]
-    local_global = np.concatenate([np.arange(start, start + n_owned), ghosts])
-    g2l = np.full(N, -1, dtype=np.int64)
-    g2l[local_global] = np.arange(len(local_global))
-    lcells = g2l[cells_new]
-    natural = perm[local_global]
-    pts = g.points[natural]
-    interface = np.any((cells_new < start) | (cells_new >= start + n_owned), axis=1)
-    # node graph of the owned rows, from every cell touching an owned node
-    touch = np.flatnonzero(np.any((new_id[g.cells] >= start) & (new_id[g.cells] < start + n_owned), axis=1))
-    tc = new_id[g.cells[touch]]
-    r = np.repeat(tc, nen, axis=1).ravel()
-    c = np.tile(tc, (1, nen)).ravel()
-    keep = (r >= start) & (r < start + n_owned)
+    starts = np.r_[0, np.cumsum(counts)]
+    cells_new = new_id[g.cells]
+    cell_owner_nodes = owner[g.cells]
+    has_f = g.facets is not None and len(g.facets) > 0
+    sets = {}
+    if has_f:
+        for nm, tag in g.facet_names.items():
+            sets[nm] = np.unique(new_id[g.facets[g.facet_tags == tag]])
+    for nm, nodes in g.node_sets.items():
+        sets[nm] = np.union1d(sets.get(nm, np.zeros(0, np.int64)), new_id[np.asarray(nodes, dtype=np.int64)])
+    if has_f:
+        sets.setdefault("boundary", np.unique(new_id[g.facets]))
+    by_rank = np.argsort(cpart, kind="stable")
+    cstart = np.r_[0, np.cumsum(np.bincount(cpart, minlength=size))]
+
+    def package(r):
+        mycells = by_rank[cstart[r]:cstart[r + 1]]         # natural cell ids, ascending
+        cn = cells_new[mycells]
+        s0, n_owned = int(starts[r]), int(counts[r])
+        used = np.unique(cn)
+        ghosts = used[(used < s0) | (used >= s0 + n_owned)]
+        lg = np.concatenate([np.arange(s0, s0 + n_owned), ghosts])
+        touch = cells_new[np.any(cell_owner_nodes == r, axis=1)]
+        pkg = dict(start=s0, n_owned=n_owned, cells=cn, cell_ids=mycells, cell_tags=g.cell_tags[mycells],
+                   touch=touch, local_global=lg, points=g.points[perm[lg]], node_ids=perm[lg])
+        if has_f:
+            fm = cpart[g.facet_cells] == r
+            pkg.update(facets=new_id[g.facets[fm]], facet_tags=g.facet_tags[fm],
+                       facet_cells=np.searchsorted(mycells, g.facet_cells[fm]))
+        lgs = np.sort(lg)
+        pkg["node_sets"] = {nm: v[np.isin(v, lgs, assume_unique=True)] for nm, v in sets.items()}
+        return pkg
+
+    for r in range(size - 1, -1, -1):                    # rank 0 last: its package is kept
+        yield r, package(r)
+
+
+def _local_mesh(comm, meta: dict, pkg: dict) -> Mesh:
+    """Build this rank's :class:`Mesh` from its package (cells and facets in PETSc node numbers)."""
     import scipy.sparse as sp
 
-    A = sp.csr_matrix((np.ones(keep.sum(), dtype=np.int8), (r[keep] - start, c[keep])), shape=(n_owned, N))
+    N, s0, n_owned = meta["N"], pkg["start"], pkg["n_owned"]
+    lg = np.asarray(pkg["local_global"], dtype=np.int64)
+    order = np.argsort(lg, kind="stable")
+    lgs = lg[order]
+
+    def g2l(x):
+        return order[np.searchsorted(lgs, x)]
+
+    cn = pkg["cells"]
+    nen = cn.shape[1] if cn.ndim == 2 else Element(meta["cell"], meta["degree"]).nen
+    lcells = g2l(cn).reshape(-1, nen)
+    interface = np.any((cn < s0) | (cn >= s0 + n_owned), axis=1) if len(cn) else np.zeros(0, bool)
+    tc = pkg["touch"]
+    r = np.repeat(tc, nen, axis=1).ravel()
+    c = np.tile(tc, (1, nen)).ravel()
+    keep = (r >= s0) & (r < s0 + n_owned)
+    A = sp.csr_matrix((np.ones(int(keep.sum()), dtype=np.int8), (r[keep] - s0, c[keep])), shape=(n_owned, N))
     A.sum_duplicates()
     A.sort_indices()
-    # facets of my cells
-    fmask = cpart[g.facet_cells] == rank if g.facets is not None and len(g.facets) else np.zeros(0, bool)
-    cell_local = np.full(ncell, -1, dtype=np.int64)
-    cell_local[mycells] = np.arange(len(mycells))
-    facets = g2l[new_id[g.facets[fmask]]] if fmask.size else np.zeros((0, 1), dtype=np.int64)
-    ftags = g.facet_tags[fmask] if fmask.size else np.zeros(0, dtype=np.int64)
-    fcells = cell_local[g.facet_cells[fmask]] if fmask.size else np.zeros(0, dtype=np.int64)
-    # node sets: from facet groups (all facets, not only mine) and from lower-dimensional groups
+    el = Element(meta["cell"], meta["degree"])
+    nfen = len(el.facet_local_nodes()[0])
+    if "facets" in pkg and len(pkg["facets"]):
+        facets = g2l(pkg["facets"]).reshape(-1, nfen)
+        ftags, fcells = pkg["facet_tags"], np.asarray(pkg["facet_cells"], dtype=np.int64)
+    else:
+        facets = np.zeros((0, nfen), dtype=np.int64)
+        ftags, fcells = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    node_sets = {nm: np.sort(g2l(v)) for nm, v in pkg["node_sets"].items()}
+    for nm in list(meta["facet_names"]) + list(meta["node_set_names"]):
+        node_sets.setdefault(nm, np.zeros(0, dtype=np.int64))
+    if meta.get("has_facets"):
+        node_sets.setdefault("boundary", np.zeros(0, dtype=np.int64))
+    return Mesh(comm, meta["cell"], meta["degree"], np.asarray(pkg["points"], float), lcells,
+                np.asarray(pkg["cell_tags"]), np.asarray(pkg["cell_ids"], dtype=np.int64), lg,
+                np.asarray(pkg["node_ids"], dtype=np.int64), n_owned, s0, N, meta["ncell"],
+                dict(meta["region_names"]), dict(meta["facet_names"]), facets, ftags, fcells, node_sets,
+                A.indptr.astype(np.int64), A.indices.astype(np.int64), interface)
+
+
+# ---------------------------------------------------------------------------------------------
+# structured boxes generated in place (no global arrays)
+# ---------------------------------------------------------------------------------------------
+
+def _proc_grid(n, size):
+    """Process grid (x fastest) for ``size`` ranks on ``n`` cells per axis: every block
+    non-empty, smallest largest block, then smallest interface; None if impossible."""
+    d = len(n)
+
+    def facts(k, m):
+        if m == 1:
+            yield (k,)
+            return
+        for a in range(1, k + 1):
+            if k % a == 0:
+                for rest in facts(k // a, m - 1):
+                    yield (a,) + rest
+
+    best, key = None, None
+    for P in facts(size, d):
+        if any(p > m for p, m in zip(P, n)):
+            continue
+        big = int(np.prod([-(-m // p) for p, m in zip(P, n)]))
+        iface = sum((P[a] - 1) * int(np.prod([n[b] for b in range(d) if b != a])) for a in range(d))
+        k = (big, iface)
+        if key is None or k < key:
+            best, key = P, k
+    return best
+
+
+def box_block(comm, n, lower=None, upper=None, cell: str = "quadrilateral", degree: int = 1) -> Mesh | None:
+    """Distributed structured box generated in place: each rank builds only its block of cells
+    (a process grid like PETSc's DMDA), the cells touching its owned nodes, and its ghost nodes.
+
+    Same geometry, cell numbering and facet/region names as :func:`box_global`; natural node ids
+    are the lattice indices of the degree-``degree`` node lattice (x fastest).  Returns ``None``
+    (on every rank) if no process grid gives every rank a cell."""
+    n = [int(k) for k in n]
+    d = len(n)
+    if d not in (2, 3) or min(n) < 1:
+        raise InputError(f"box mesh needs 2 or 3 positive cell counts, got {n}")
+    if CELL_DIM.get(cell) != d:
+        raise InputError(f"cell type {cell!r} does not fit a {d}D box")
+    if degree not in (1, 2):
+        raise InputError(f"element degree must be 1 or 2 (got {degree})")
+    lower = np.zeros(d) if lower is None else np.asarray(lower, float)
+    upper = np.ones(d) if upper is None else np.asarray(upper, float)
+    if np.any(upper <= lower):
+        raise InputError(f"box: upper corner {upper.tolist()} must exceed lower {lower.tolist()}")
+    P = _proc_grid(n, comm.size)
+    if P is None:
+        return None
+    p, rank = degree, comm.rank
+    from ..parallel import block_range
+
+    cb = [np.array([block_range(n[a], P[a], i)[0] for i in range(P[a])] + [n[a]]) for a in range(d)]
+    # owned node range per block and axis: (p*cb[i], p*cb[i+1]], the first block also owns 0
+    lo = [np.where(np.arange(P[a]) == 0, 0, p * cb[a][:-1] + 1) for a in range(d)]
+    cnt = [p * cb[a][1:] - lo[a] + 1 for a in range(d)]
+    bstr = np.cumprod([1] + list(P[:-1]))
+    allb = np.array([np.unravel_index(r, P[::-1])[::-1] for r in range(comm.size)])   # (size, d) x fastest
+    nown = np.prod([cnt[a][allb[:, a]] for a in range(d)], axis=0)
+    starts = np.r_[0, np.cumsum(nown)]
+    M = [p * m + 1 for m in n]
+    Mstr = np.cumprod([1] + M[:-1])
+    N = int(np.prod(M))
+    me = allb[rank]
+
+    def new_id(L):                                      # lattice coords (k, d) -> PETSc ids
+        b = np.stack([np.searchsorted(p * cb[a][1:], L[:, a], side="left") for a in range(d)], -1)
+        off = L - np.stack([lo[a][b[:, a]] for a in range(d)], -1)
+        c = np.stack([cnt[a][b[:, a]] for a in range(d)], -1)
+        cstr = np.cumprod(np.c_[np.ones(len(L), np.int64), c[:, :-1]], axis=1)
+        return starts[b @ bstr] + np.sum(off * cstr, axis=1)
+
+    # element node offsets in the lattice (relative to the box cell's lowest lattice point)
+    nbox = int(np.prod(n))
+    if SIMPLEX[cell]:
+        cor = np.array([c[::-1] for c in np.ndindex(*([2] * d))]) * p      # box corners, lex x fastest
+        if d == 2:
+            pieces = [[0, 1, 3], [0, 3, 2]]
+        else:
+            pieces = [[0, a, b, 7] for a, b in [(1, 3), (1, 5), (2, 3), (2, 6), (4, 5), (4, 6)]]
+        offs = []
+        for pc in pieces:
+            v = cor[pc]
+            J = (v[1:] - v[0]).T
+            if np.linalg.det(J) < 0:                    # same orientation rule as _orient_simplices
+                v = v[[0, 2, 1] + list(range(3, d + 1))]
+            if p == 2:
+                v = np.vstack([v] + [(v[a] + v[b]) // 2 for a, b in SIMPLEX_EDGES[d]])
+            offs.append(v)
+        offs = np.array(offs)                           # (npiece, nen, d)
+    else:
+        offs = np.array([c[::-1] for c in np.ndindex(*([p + 1] * d))])[None]   # (1, nen, d)
+
+    def cells_of(rng):                                  # box-cell index ranges -> (cells lattice, ids)
+        grids = np.meshgrid(*[np.arange(*rng[a]) for a in range(d)][::-1], indexing="ij")
+        B = np.stack([g.ravel() for g in grids[::-1]], -1)                   # (nb, d), x fastest
+        bid = B @ np.cumprod([1] + n[:-1])
+        Lc = p * B[None, :, None, :] + offs[:, None, :, :]                    # (npiece, nb, nen, d)
+        ids = (np.arange(len(offs))[:, None] * nbox + bid[None, :]).ravel()
+        return Lc.reshape(-1, offs.shape[1], d), ids
+
+    myr = [(cb[a][me[a]], cb[a][me[a] + 1]) for a in range(d)]
+    Lmine, cid = cells_of(myr)
+    o = np.argsort(cid, kind="stable")
+    Lmine, cid = Lmine[o], cid[o]
+    nen = Lmine.shape[1]
+    cn = new_id(Lmine.reshape(-1, d)).reshape(-1, nen)
+    Lt, _ = cells_of([(cb[a][me[a]], min(cb[a][me[a] + 1] + 1, n[a])) for a in range(d)])
+    touch = new_id(Lt.reshape(-1, d)).reshape(-1, nen)
+    s0, n_owned = int(starts[rank]), int(nown[rank])
+    Lflat = Lmine.reshape(-1, d)
+    lin = Lflat @ Mstr
+    ulin, first = np.unique(lin, return_index=True)
+    uL = Lflat[first]
+    uid = new_id(uL)
+    own = (uid >= s0) & (uid < s0 + n_owned)
+    o1 = np.argsort(uid[own])
+    g = np.flatnonzero(~own)
+    o2 = g[np.argsort(uid[g])]
+    sel = np.concatenate([np.flatnonzero(own)[o1], o2])
+    lg, Lloc, nat = uid[sel], uL[sel], ulin[sel]
+    assert np.array_equal(lg[:n_owned], np.arange(s0, s0 + n_owned))
+    step = (upper - lower) / np.array([p * m for m in n])
+    pts = lower + Lloc * step
+    last = Lloc == np.array(M) - 1
+    pts[last] = np.broadcast_to(upper, pts.shape)[last]
+    # facets of my cells on the box sides, and the side node sets
+    el = Element(cell, degree)
+    F, FT, FC = [], [], []
+    for loc in el.facet_local_nodes():
+        X = Lmine[:, loc]                               # (c, nfen, d)
+        for a in range(d):
+            for s, bound in ((0, 0), (1, M[a] - 1)):
+                on = np.all(X[:, :, a] == bound, axis=1)
+                if on.any():
+                    F.append(cn[on][:, loc])
+                    FT.append(np.full(int(on.sum()), 2 * a + s + 1))
+                    FC.append(np.flatnonzero(on))
+    nfen = len(el.facet_local_nodes()[0])
     node_sets = {}
-    for nm, tag in g.facet_names.items():
-        nodes = np.unique(g.facets[g.facet_tags == tag])
-        loc = g2l[new_id[nodes]]
-        node_sets[nm] = np.sort(loc[loc >= 0])
-    for nm, nodes in g.node_sets.items():
-        loc = g2l[new_id[np.asarray(nodes)]]
-        extra = np.sort(loc[loc >= 0])
-        node_sets[nm] = np.union1d(node_sets.get(nm, np.zeros(0, np.int64)), extra)
-    if g.facets is not None and len(g.facets):
-        loc = g2l[new_id[np.unique(g.facets)]]
-        node_sets.setdefault("boundary", np.sort(loc[loc >= 0]))
-    return Mesh(comm, g.cell, g.degree, pts, lcells, g.cell_tags[mycells], mycells, local_global, natural,
-                n_owned, start, N, ncell, dict(g.region_names), dict(g.facet_names), facets, ftags, fcells,
-                node_sets, A.indptr.astype(np.int64), A.indices.astype(np.int64), interface)
+    for a in range(d):
+        for s, bound in ((0, 0), (1, M[a] - 1)):
+            node_sets[BOX_SIDES[2 * a + s]] = lg[Lloc[:, a] == bound]
+    node_sets["boundary"] = lg[np.any((Lloc == 0) | (Lloc == np.array(M) - 1), axis=1)]
+    pkg = dict(start=s0, n_owned=n_owned, cells=cn, cell_ids=cid, cell_tags=np.ones(len(cn), dtype=np.int32),
+               touch=touch, local_global=lg, points=pts, node_ids=nat,
+               facets=np.concatenate(F) if F else np.zeros((0, nfen), np.int64),
+               facet_tags=np.concatenate(FT) if FT else np.zeros(0, np.int64),
+               facet_cells=np.concatenate(FC) if FC else np.zeros(0, np.int64), node_sets=node_sets)
+    meta = dict(cell=cell, degree=degree, ncell=nbox * len(offs), N=N, region_names={"domain": 1},
+                facet_names={BOX_SIDES[i]: i + 1 for i in range(2 * d)}, node_set_names=[], has_facets=True)
+    return _local_mesh(comm, meta, pkg)
 
 
-def create_box(comm, n, lower=None, upper=None, cell: str = "quadrilateral", degree: int = 1) -> Mesh:
-    """Distributed structured box (see :func:`box_global`)."""
-    return distribute(comm, box_global(n, lower, upper, cell, degree))
+def create_box(comm, n, lower=None, upper=None, cell: str = "quadrilateral", degree: int = 1,
+               partitioner: str = "block") -> Mesh:
+    """Distributed structured box (geometry as :func:`box_global`).  ``partitioner = "block"``
+    (default) generates each rank's block in place; ``"rcb"``/``"ptscotch"`` build the box on rank 0
+    and distribute it (also the fallback when no process grid fits the rank count)."""
+    if partitioner == "block":
+        m = box_block(comm, n, lower, upper, cell, degree)
+        if m is not None:
+            return m
+        partitioner = "rcb"
+    g = box_global(n, lower, upper, cell, degree) if comm.rank == 0 else None
+    return distribute(comm, g, partitioner)
 
 
-def read_mesh(comm, path: str, degree: int = 1) -> Mesh:
-    """Read a Gmsh file on every rank (errors raised identically everywhere) and distribute it."""
-    return distribute(comm, read_gmsh(path, degree))
+def _on_root(comm, fn, *a, **kw):
+    """Run ``fn`` on rank 0; an InputError there is raised identically on every rank."""
+    out, err = None, None
+    if comm.rank == 0:
+        try:
+            out = fn(*a, **kw)
+        except InputError as e:
+            err = str(e)
+    err = comm.bcast(err, root=0)
+    if err is not None:
+        raise InputError(err)
+    return out
+
+
+def read_mesh(comm, path: str, degree: int = 1, partitioner: str = "ptscotch") -> Mesh:
+    """Read a Gmsh file on rank 0 (errors raised identically everywhere) and distribute it."""
+    if partitioner not in PARTITIONERS:
+        raise InputError(f"unknown partitioner {partitioner!r} (use one of {', '.join(PARTITIONERS)})")
+    return distribute(comm, _on_root(comm, read_gmsh, path, degree), partitioner)
+
+
+def to_natural(comm, ids: np.ndarray, values: np.ndarray, n_global: int) -> np.ndarray:
+    """Redistribute rows ``values`` labelled by natural ``ids`` (each id on exactly one rank) so
+    rank r holds the natural block ``block_range(n_global, size, r)`` in order (collective).
+
+    Used for output: the blocks stacked in rank order are the global array in natural order,
+    whatever the partition, so field files written before and after a restart on another
+    number of ranks refer to the same node/cell numbering."""
+    from ..parallel import block_range
+
+    size = comm.size
+    values = np.asarray(values)
+    s, e = block_range(n_global, size, comm.rank)
+    if size == 1:
+        out = np.empty((n_global,) + values.shape[1:], dtype=values.dtype)
+        out[ids] = values
+        return out
+    ends = np.array([block_range(n_global, size, r)[1] for r in range(size)])
+    dest = np.searchsorted(ends, ids, side="right")
+    order = np.argsort(dest, kind="stable")
+    cuts = np.r_[0, np.cumsum(np.bincount(dest, minlength=size))]
+    ids_s, val_s = ids[order], values[order]
+    got = comm.alltoall([(ids_s[cuts[r]:cuts[r + 1]], val_s[cuts[r]:cuts[r + 1]]) for r in range(size)])
+    out = np.empty((e - s,) + values.shape[1:], dtype=values.dtype)
+    for i, v in got:
+        out[i - s] = v
+    return out

@@ -92,7 +92,7 @@ def test_gmsh22_roundtrip_and_elevation(tmp_path):
     ("hello", "does not parse"),
     ("$MeshFormat\n2.2 1 8\n$EndMeshFormat\n", "binary"),
     ("$MeshFormat\n2.2 0 8\n$EndMeshFormat\n$Nodes\n3\n1 0 0 0\n2 1 0 0\n3 0 1 0\n$EndNodes\n"
-     "$Elements\n1\n1 9 2 1 1 1 2 3 1 2 3\n$EndElements\n", "not supported"),
+     "$Elements\n1\n1 21 2 1 1 1 2 3 1 2 3 1 2 3 1\n$EndElements\n", "not supported"),
     ("$MeshFormat\n2.2 0 8\n$EndMeshFormat\n$Nodes\n3\n1 0 0 0\n2 1 0 0\n3 0 1 0\n$EndNodes\n"
      "$Elements\n1\n1 2 2 1 1 1 2 7\n$EndElements\n", "undefined nodes"),
 ])

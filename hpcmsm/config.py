@@ -85,6 +85,9 @@ def _convert(value, tp, key: str, file: str | None):
             try:
                 return _convert(value, a, key, file)
             except ConfigError:
+                # a table for an optional section: its own error (file + dotted key) is the useful one
+                if isinstance(value, dict) and dataclasses.is_dataclass(a):
+                    raise
                 continue
         raise bad
     if tp is float:

@@ -75,7 +75,7 @@ class ParallelRelaxation:
     """
 
     def __init__(self, comm, potential, x0: np.ndarray, fixed: np.ndarray | None = None,
-                 box: np.ndarray | None = None, skin: float = 0.3, prefix: str = "relax_"):
+                 box: np.ndarray | None = None, skin: float = 0.3, prefix: str = "relax_", external=None):
         from petsc4py import PETSc
 
         self.comm, self.pot = comm, potential
@@ -85,6 +85,9 @@ class ParallelRelaxation:
         self.fixed = np.zeros(self.N, bool) if fixed is None else np.asarray(fixed, bool)
         self.skin = float(skin) * 1.0
         self.prefix = prefix
+        # optional external potential on single atoms, x_owned (n, d) -> (E, ∂E/∂x (n, d)),
+        # evaluated by each rank on the atoms it owns (e.g. an indenter)
+        self.external = external
         self.lo, self.hi = block_range(self.N, comm.size, comm.rank)
         n = (self.hi - self.lo) * self.d
         self.X = PETSc.Vec().createMPI((n, self.N * self.d), comm=comm)
@@ -138,6 +141,11 @@ class ParallelRelaxation:
         gl.setArray((-F).ravel())
         self._scatter.scatter(gl, G, addv=PETSc.InsertMode.ADD_VALUES, mode=PETSc.ScatterMode.REVERSE)
         gl.destroy()
+        if self.external is not None:
+            Ex, gx = self.external(X.getArray(readonly=True).reshape(-1, self.d))
+            gx = np.where(self.fixed[self.lo:self.hi, None], 0.0, gx)
+            G.array = G.array + gx.ravel()
+            E += Ex
         return self.comm.allreduce(E)
 
     def energy(self, x: np.ndarray) -> float:

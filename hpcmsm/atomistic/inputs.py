@@ -137,8 +137,20 @@ class QCSection:
                 raise ConfigError("expected [x, y]", key=f"vacancies[{i}]")
         if self.dislocation_dipole is not None and len(self.dislocation_dipole) != 4:
             raise ConfigError("expected [x1, y1, x2, y2]", key="dislocation_dipole")
-        if not self.vacancies and self.dislocation_dipole is None:
-            raise ConfigError("no defect: give vacancies or dislocation_dipole", key="vacancies")
+
+
+@dataclass
+class IndentSection:
+    """``[indent]``: nanoindentation of the block's free top surface by a rigid cylinder (the block
+    is clamped on its sides and bottom); uses nx, ny, ring, adapt*, gatol and compare_full of [qc]."""
+
+    radius: float = param(30.0, gt=0, unit="a", doc="indenter radius R")
+    stiffness: float = param(100.0, gt=0, unit="energy/length^3", doc="K in F(r) = -K (r - R)^2")
+    max_depth: float = param(1.0, gt=0, unit="a", doc="final indentation depth")
+    steps: int = param(5, ge=1, le=10000, doc="equal depth increments")
+    surface: float = param(2.5, gt=0, unit="a", doc="thickness of the all-atomistic surface layer")
+    atomistic_radius: float = param(5.0, gt=0, unit="a", doc="initial atomistic disc around the contact")
+    contact_margin: float = param(3.0, ge=0, unit="a", doc="continuum sites this close to the indenter become atomistic")
 
 
 @dataclass
@@ -148,5 +160,22 @@ class QCInput:
     lattice: LatticeSection = param(default_factory=lambda: LatticeSection(type="triangular", a=1.12))
     potential: PotentialSection = param(default_factory=PotentialSection)
     qc: QCSection = param(default_factory=QCSection)
+    indent: Optional[IndentSection] = param(None, doc="nanoindentation instead of defects")
     petsc: dict[str, dict[str, Any]] = param(default_factory=dict, doc="PETSc options per prefix (qc, full)")
     output: OutputSection = param(default_factory=OutputSection)
+
+    def validate(self) -> None:
+        q = self.qc
+        if self.indent is None and not q.vacancies and q.dislocation_dipole is None:
+            raise ConfigError("no defect: give vacancies or dislocation_dipole (or an [indent] table)",
+                              key="qc.vacancies")
+        if self.indent is not None:
+            if q.vacancies or q.dislocation_dipole is not None:
+                raise ConfigError("defects are not used with [indent]", key="qc.vacancies")
+            if q.F != [[1.0, 0.0], [0.0, 1.0]]:
+                raise ConfigError("the indented block is loaded by the indenter only (F must be the identity)",
+                                  key="qc.F")
+            if q.scheme != "gfc":
+                raise ConfigError("indentation uses the ghost-force-corrected scheme", key="qc.scheme")
+            if self.indent.max_depth >= 0.5 * q.ny * 0.866:
+                raise ConfigError("deeper than half the block", key="indent.max_depth")

@@ -96,6 +96,10 @@ class QCModel:
         self._mesh()
         self.node_free = ~sites.ring[self.node_ids]
         self._pairs_at = None
+        # optional external site potential x (N, 2) -> (E, ∂E/∂x (N, 2)), e.g. an indenter; it is
+        # evaluated identically on every rank (replicated, cheap) and enters QCE and QCF alike,
+        # so it never produces ghost forces
+        self.external = None
 
     # ------------------------------------------------------------------------------------------
     def _mesh(self) -> None:
@@ -242,6 +246,10 @@ class QCModel:
         grad += gc.ravel()
         EA, EC = self.comm.allreduce(EA), self.comm.allreduce(EC)
         grad = self.comm.allreduce(grad)
+        if self.external is not None:
+            Ex, gx = self.external(x)
+            EA += Ex
+            grad += (self.PhiT @ gx).ravel()
         if parts:
             return EA + EC, grad, EA, EC
         return EA + EC, grad
@@ -260,7 +268,10 @@ class QCModel:
         gs = self.comm.allreduce(gs)
         gc = self.comm.allreduce(gc)
         isA = self.A[self.node_ids]
-        return -np.where(isA[:, None], gs[self.node_ids], gc)
+        f = -np.where(isA[:, None], gs[self.node_ids], gc)
+        if self.external is not None:
+            f -= self.PhiT @ self.external(x)[1]
+        return f
 
     def ghost_forces(self, U: np.ndarray) -> np.ndarray:
         """QCE forces minus QCF forces (nn, 2): what the energy-based coupling gets wrong."""

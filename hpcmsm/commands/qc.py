@@ -3,7 +3,7 @@ compared with the full atomistic solution."""
 from __future__ import annotations
 
 NAME = "qc"
-HELP = "2D quasicontinuum (energy-based, ghost-force corrected, adaptive) vs full atomistics"
+HELP = "2D quasicontinuum (ghost-force corrected, adaptive): defects or nanoindentation, vs full atomistics"
 ORDER = 71
 
 
@@ -36,6 +36,10 @@ def run(args, comm) -> int:
     if cfg.potential.type == "sw":
         raise ConfigError("the QC solver needs a pair potential (lj or morse)", file=args.input, key="potential.type")
     init_petsc()
+    if cfg.indent is not None:
+        from ..atomistic.indent import run_indentation
+
+        return run_indentation(args, comm, cfg, text)
     log = Log(comm)
     outdir = args.output or cfg.output.dir
     timers, audit = Timers(comm), Audit()

@@ -42,6 +42,22 @@ def test_vacancy_cluster_example_tiny(tmp_path):
         assert os.path.exists(os.path.join(out, f))
 
 
+def test_nanoindentation_example_tiny(tmp_path):
+    path = _tiny("qc_nanoindentation.toml", tmp_path,
+                 [("nx = 160", "nx = 30"), ("ny = 80", "ny = 16"), ("radius = 30.0", "radius = 8.0"),
+                  ("max_depth = 1.0", "max_depth = 0.4"), ("steps = 5", "steps = 2"),
+                  ("atomistic_radius = 5.0", "atomistic_radius = 4.0")])
+    out = str(tmp_path / "o")
+    assert _run(path, out) == 0
+    s = json.load(open(os.path.join(out, "summary.json")))
+    assert s["audit"]["passed"] and len(s["qc"]) == 2 and s["load_error_rel_max"] < 5e-3
+    assert 0 < s["qc"][0]["load"] < s["qc"][1]["load"]
+    rows = open(os.path.join(out, "load_depth.csv")).read().splitlines()
+    assert len(rows) == 3 and rows[0].startswith("depth,load_qc,load_full")
+    for f in ("load_depth.png", "indent_atoms.xdmf", "indent_mesh_000.xdmf", "indent_mesh_001.xdmf"):
+        assert os.path.exists(os.path.join(out, f))
+
+
 @pytest.mark.slow
 def test_dislocation_dipole_example_small(tmp_path):
     path = _tiny("qc_dislocation_dipole.toml", tmp_path, [("nx = 80", "nx = 40"), ("ny = 90", "ny = 44")])
@@ -57,6 +73,8 @@ def test_dislocation_dipole_example_small(tmp_path):
     ('[qc]\nvacancies = [[0, 0]]\nF = [[-1, 0], [0, 1]]\n', "qc.F"),
     ('[qc]\nvacancies = [[0, 0]]\nscheme = "magic"\n', "qc.scheme"),
     ('[qc]\nvacancies = [[0, 0]]\nring = 1.0\n', "ring"),
+    ('[qc]\nvacancies = [[0, 0]]\n[indent]\nradius = 5.0\n', "qc.vacancies"),
+    ('[indent]\nradius = -5.0\n', "indent.radius"),
 ])
 def test_bad_input(tmp_path, hpcmsm_cli, body, msg):
     p = tmp_path / "bad.toml"

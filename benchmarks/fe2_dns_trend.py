@@ -20,7 +20,7 @@ from mpi4py import MPI
 from hpcmsm.parallel import init_petsc
 
 init_petsc([])
-from hpcmsm.fe2.j2 import J2Plasticity  # noqa: E402
+from hpcmsm.materials.j2 import J2Plasticity  # noqa: E402
 from hpcmsm.fe2.macro import Dirichlet, MacroProblem, NewtonDriver, box_mesh  # noqa: E402
 from hpcmsm.fe2.pool import HomogenizedMaterial, RVEPool  # noqa: E402
 from hpcmsm.fe2.rve import VoxelRVE  # noqa: E402

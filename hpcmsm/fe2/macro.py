@@ -21,7 +21,7 @@ import scipy.sparse as sp
 from ..errors import ConvergenceError, InputError
 from ..parallel import block_range
 from .elements import mandel_B, physical_gradients, reference
-from .micro import algorithmic_dissipation, dissipation, energy
+from .micro import dissipation, energy
 
 
 # ----------------------------------------------------------------------------------------------
@@ -400,9 +400,9 @@ class NewtonDriver:
         return StepResult(False, len(res), res, newton_rates(res), msg)
 
     def _qp_info(self, eps, old, new) -> dict:
-        """Per local QP: psi, dissipation, algorithmic dissipation, peeq, hill_mandel, plastic."""
+        """Per local QP: psi, dissipation, peeq, hill_mandel, plastic."""
         n = len(eps)
-        out = {k: np.zeros(n) for k in ("psi", "dissipation", "algorithmic", "peeq", "hill_mandel", "plastic",
+        out = {k: np.zeros(n) for k in ("psi", "dissipation", "peeq", "hill_mandel", "plastic",
                                          "iterations", "reused", "cost")}
         from .pool import INFO_KEYS, HomogenizedMaterial
 
@@ -414,7 +414,6 @@ class NewtonDriver:
             else:
                 out["psi"][q] = energy(mat, eps[q], sn)
                 out["dissipation"][q] = dissipation(mat, eps[q], so, sn)
-                out["algorithmic"][q] = algorithmic_dissipation(mat, eps[q] - self.eps_old[q], so, sn)
                 if "alpha" in sn:
                     out["peeq"][q] = sn["alpha"]
                     out["plastic"][q] = sn["alpha"] > so["alpha"]

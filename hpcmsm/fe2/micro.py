@@ -18,7 +18,8 @@ Optional: ``try_elastic(E, state)`` returns the exact result without a Newton so
 strain keeps every micro point elastic, else ``None`` (see :class:`hpcmsm.fe2.rve.VoxelRVE`);
 ``micro_fields(state)`` micro fields for output.  ``info`` holds ``converged`` (bool),
 ``iterations``, ``plastic`` (fraction of yielding micro points), ``psi`` (stored energy density),
-``dissipation`` (increment), ``algorithmic`` (backward-Euler algorithmic dissipation increment),
+``dissipation`` (increment, trapezoidal: ½(σₙ+σₙ₊₁):Δε_p − Δψ_hardening, see
+:meth:`hpcmsm.materials.j2.J2Plasticity.dissipation_increment`),
 ``hill_mandel`` (relative residual), ``peeq`` (mean equivalent plastic strain).
 """
 from __future__ import annotations
@@ -41,20 +42,6 @@ def unpack_state(vec: np.ndarray, fields: dict[str, int], nq: int) -> dict:
         out[k] = a[:, c:c + n].copy() if n > 1 else a[:, c].copy()
         c += n
     return out
-
-
-def algorithmic_dissipation(mat, de: np.ndarray, old: dict, new: dict) -> np.ndarray:
-    """Backward-Euler algorithmic dissipation ½Δε^e:C:Δε^e per point (≥ 0; → 0 as steps shrink).
-
-    With it the incremental work balances exactly: σ_{n+1}:Δε = Δψ + D_plastic + D_algorithmic.
-    """
-    if "eps_p" in new and hasattr(mat, "C3"):
-        from .j2 import embed
-
-        dee = embed(de, mat.dim) - (new["eps_p"] - old["eps_p"])
-        return 0.5 * np.einsum("qi,ij,qj->q", dee, mat.C3, dee)
-    C = np.broadcast_to(mat.C, de.shape[:1] + np.shape(mat.C)[-2:])
-    return 0.5 * np.einsum("qi,qij,qj->q", de, C, de)
 
 
 def energy(mat, strain: np.ndarray, state: dict) -> np.ndarray:
@@ -98,15 +85,13 @@ class PointMicro:
 
     def solve(self, E, state):
         m = self.m
-        E_old = state[:m][None]
         st = unpack_state(state[m:], self.fields, 1)
         e = np.asarray(E, float)[None]
         s, C, new = self.mat.update(e, st)
         psi = float(energy(self.mat, e, new)[0])
         dis = float(dissipation(self.mat, e, st, new)[0])
-        alg = float(algorithmic_dissipation(self.mat, e - E_old, st, new)[0])
         peeq = float(self.mat.plastic_strain_eq(new)[0]) if hasattr(self.mat, "plastic_strain_eq") else 0.0
         plastic = float(dis > 0.0)
         info = dict(converged=True, iterations=0, plastic=plastic, psi=psi, dissipation=dis,
-                    algorithmic=alg, hill_mandel=0.0, peeq=peeq)
+                    hill_mandel=0.0, peeq=peeq)
         return s[0], C[0], np.concatenate([e[0], pack_state(new, self.fields, 1)]), info

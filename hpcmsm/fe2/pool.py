@@ -69,7 +69,7 @@ def balance_lpt(cost: np.ndarray, ngroups: int) -> np.ndarray:
     return owner
 
 
-INFO_KEYS = ("converged", "iterations", "plastic", "psi", "dissipation", "algorithmic", "hill_mandel",
+INFO_KEYS = ("converged", "iterations", "plastic", "psi", "dissipation", "hill_mandel",
              "peeq", "reused", "cost")
 
 

@@ -34,8 +34,7 @@ import scipy.sparse.linalg as spla
 from ..errors import InputError
 from ..parallel import block_range
 from .elements import mandel_B, reference
-from .micro import (algorithmic_dissipation, dissipation, energy, pack_state, state_fields,
-                    unpack_state)
+from .micro import dissipation, energy, pack_state, state_fields, unpack_state
 
 
 class _SerialComm:
@@ -380,7 +379,6 @@ class VoxelRVE:
         wq = np.tile(self.wq, self.e1 - self.e0)
         psi = np.zeros(len(wq))
         dis = np.zeros(len(wq))
-        alg = np.zeros(len(wq))
         peeq = np.zeros(len(wq))
         plast = np.zeros(len(wq))
         off = self.e0 * self.nq
@@ -389,17 +387,16 @@ class VoxelRVE:
             loc = self.phase_qp[k][a:b] - off
             psi[loc] = energy(mat, eps[loc], mats_new[k])
             dis[loc] = dissipation(mat, eps[loc], mats_old[k], mats_new[k])
-            alg[loc] = algorithmic_dissipation(mat, eps[loc] - eps_old[loc], mats_old[k], mats_new[k])
             if "alpha" in mats_new[k]:
                 peeq[loc] = mats_new[k]["alpha"]
                 plast[loc] = mats_new[k]["alpha"] > mats_old[k]["alpha"]
         loc_sums = np.concatenate([wq @ sig, [wq @ np.einsum("qi,qi->q", sig, eps), wq @ psi, wq @ dis,
-                                              wq @ alg, wq @ peeq, wq @ plast]])
+                                              wq @ peeq, wq @ plast]])
         tot = self._sum(loc_sums)
         S = tot[:self.m]
-        sde, psi_, dis_, alg_, peeq_, pl_ = tot[self.m:]
+        sde, psi_, dis_, peeq_, pl_ = tot[self.m:]
         hm = abs(sde - S @ E) / max(np.linalg.norm(S) * np.linalg.norm(E), 1e-300)
-        return S, dict(hill_mandel=float(hm), psi=float(psi_), dissipation=float(dis_), algorithmic=float(alg_),
+        return S, dict(hill_mandel=float(hm), psi=float(psi_), dissipation=float(dis_),
                        peeq=float(peeq_), plastic=float(pl_))
 
     def try_elastic(self, E, state):

@@ -1,8 +1,9 @@
-"""Serial verification of the FE² building blocks: J2 law, voxel RVE, condensed tangent, reuse."""
+"""Serial verification of the FE² building blocks: voxel RVE, condensed tangent, reuse (the J2 law
+itself is tested in tests/materials)."""
 import numpy as np
 import pytest
 
-from hpcmsm.fe2.j2 import J2Plasticity
+from hpcmsm.materials.j2 import J2Plasticity
 from hpcmsm.fe2.micro import PointMicro
 from hpcmsm.fe2.pool import balance_lpt
 from hpcmsm.fe2.rve import VoxelRVE
@@ -15,36 +16,6 @@ def _composite(n=8, dim=2):
     j2 = J2Plasticity(dim, 70e3, 0.33, 100.0, 500.0)
     el = LinearElastic.isotropic(dim, 400e3, 0.2)
     return inclusion_array((n,) * dim, 0.2).labels, [j2, el]
-
-
-def test_j2_agrees_with_materials_j2_and_fd_tangent():
-    """Our J2 (used in the RVEs) vs the macro FE team's independent implementation, and its
-    consistent tangent vs central differences."""
-    from hpcmsm.materials.j2 import J2Plasticity as RefJ2
-
-    rng = np.random.default_rng(1)
-    for dim, m in ((2, 3), (3, 6)):
-        ours = J2Plasticity(dim, 200e3, 0.3, 250.0, 1e3)
-        ref = RefJ2(dim, 200e3, 0.3, 250.0, H_iso=1e3)
-        eps = rng.normal(scale=3e-3, size=(20, m))
-        st, st_ref = ours.initial_state(20), ref.initial_state(20)
-        # a first increment with history, then a second from the committed state
-        s1, C1, n1 = ours.update(eps, st)
-        r1, D1, m1 = ref.update(eps, st_ref)
-        assert np.allclose(s1, r1, rtol=1e-12, atol=1e-9) and np.allclose(C1, D1, rtol=1e-10, atol=1e-6)
-        eps2 = eps + rng.normal(scale=2e-3, size=(20, m))
-        s2, C2, n2 = ours.update(eps2, n1)
-        r2, D2, _ = ref.update(eps2, m1)
-        assert np.allclose(s2, r2, rtol=1e-12, atol=1e-9) and np.allclose(C2, D2, rtol=1e-10, atol=1e-6)
-        assert (n2["alpha"] > n1["alpha"]).any()
-        h = 1e-8
-        for k in range(m):
-            de = np.zeros(m)
-            de[k] = h
-            fd = (ours.update(eps2 + de, n1)[0] - ours.update(eps2 - de, n1)[0]) / (2 * h)
-            assert np.abs(fd - C2[:, :, k]).max() < 1e-5 * np.abs(C2).max()
-        # dissipation of an increment is non-negative; stored + dissipated matches plastic work id.
-        assert (ours.dissipation_increment(eps2, n1, n2) >= 0).all()
 
 
 @pytest.mark.parametrize("dim", [2, 3])
@@ -99,8 +70,8 @@ def test_nonlinear_rve_tangent_fd_hill_mandel_and_quadratic_newton():
         dE[k] = h
         Cfd[:, k] = (rve.solve(E + dE, st)[0] - rve.solve(E - dE, st)[0]) / (2 * h)
     assert np.abs(Cfd - C).max() < 1e-6 * np.abs(C).max()
-    # consistency of the energy bookkeeping: <σ:Δε> = Δψ + D + D_alg (from the zero state)
-    assert abs(S @ E - (info["psi"] + info["dissipation"] + info["algorithmic"])) < 1e-9 * abs(S @ E)
+    # energy bookkeeping (trapezoidal, from the zero state): ½(Σ₀ + Σ₁)·ΔE = Δψ + D
+    assert abs(0.5 * S @ E - (info["psi"] + info["dissipation"])) < 1e-9 * abs(S @ E)
     # a second increment from the committed state keeps history
     S2, _, _, info2 = rve.solve(E * 1.2, new)
     S2b, _, _, _ = rve.solve(E * 1.2, st)

@@ -120,3 +120,30 @@ def test_bad_parameters():
         J2Plasticity(3, E, NU, -1.0)
     with pytest.raises(InputError):
         J2Plasticity(3, E, NU, SY, H_iso=-1.0)
+
+
+@pytest.mark.parametrize("Hi,Hk", [(1e3, 0.0), (2e3, 5e3)])
+def test_elastic_ok_and_plane_strain_restriction(Hi, Hk):
+    """``elastic_ok`` (FE²'s exact elastic reuse) is True exactly where ``update`` does not yield,
+    and the 2D (plane strain) law equals the 3D law at ε33 = ε23 = ε13 = 0 restricted to the
+    in-plane components (stress, tangent and state), also from a plastic history."""
+    rng = np.random.default_rng(3)
+    m2, m3 = J2Plasticity(2, E, NU, SY, Hi, Hk), J2Plasticity(3, E, NU, SY, Hi, Hk)
+    idx = [0, 1, 5]
+    eps1 = rng.normal(scale=2e-3, size=(40, 3))
+    eps2 = eps1 + rng.normal(scale=1.5e-3, size=(40, 3))
+    st2, st3 = m2.initial_state(40), m3.initial_state(40)
+    for eps in (eps1, eps2):
+        e3 = np.zeros((40, 6))
+        e3[:, idx] = eps
+        s2, C2, n2 = m2.update(eps, st2)
+        s3, C3, n3 = m3.update(e3, st3)
+        assert np.allclose(s2, s3[:, idx], rtol=1e-13, atol=1e-9)
+        assert np.allclose(C2, C3[:, idx][:, :, idx], rtol=1e-13, atol=1e-6)
+        assert np.allclose(n2["eps_p"], n3["eps_p"]) and np.allclose(n2["alpha"], n3["alpha"])
+        ok = m2.elastic_ok(eps, st2)
+        assert np.array_equal(ok, n2["alpha"] == st2["alpha"])
+        assert ok.any() and (~ok).any()                     # both cases occur
+        assert np.array_equal(ok, m3.elastic_ok(e3, st3))
+        st2, st3 = n2, n3
+    assert np.allclose(m2.C, m3.C[np.ix_(idx, idx)]) and np.allclose(m2.plastic_strain_eq(st2), st2["alpha"])

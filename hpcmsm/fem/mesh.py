@@ -653,6 +653,9 @@ def graph_partition(comm, indptr: np.ndarray, indices: np.ndarray, n_global: int
 
     if kind not in ("ptscotch", "parmetis"):
         raise InputError(f"unknown graph partitioner {kind!r} (use one of {', '.join(PARTITIONERS)})")
+    # Scotch 7 runs threads whose scheduling makes the partition vary from run to run; one
+    # thread per rank (we are one MPI rank per core anyway) makes it reproducible
+    os.environ.setdefault("SCOTCH_PTHREAD_NUMBER", "1")
     nloc = len(indptr) - 1
     off, tot = exscan_offset(comm, nloc)
     assert tot == n_global

@@ -177,9 +177,16 @@ def build_material(spec: MaterialSpec, dim: int):
         if spec.C is None:
             raise InputError(f"material in region {spec.region!r}: model 'anisotropic' needs C")
         C = check_stiffness(np.array(spec.C, float), f"material in region {spec.region!r}: C")
+        if dim == 2 and C.shape[0] == 6:
+            # plane strain from the full 3D stiffness: ε33 = ε23 = ε13 = 0, so the in-plane law is the
+            # (11, 22, 12) block and σ33, σ23, σ13 follow exactly from rows 33, 23, 13 (for output)
+            ip = [0, 1, 5]
+            mat = LinearElastic(np.ascontiguousarray(C[np.ix_(ip, ip)]))
+            mat.out_of_plane = np.ascontiguousarray(C[np.ix_([2, 3, 4], ip)])
+            return mat
         if C.shape[0] != (3 if dim == 2 else 6):
             raise InputError(f"material in region {spec.region!r}: C must be {3 if dim == 2 else 6}x"
-                             f"{3 if dim == 2 else 6} for a {dim}D mesh")
+                             f"{3 if dim == 2 else 6} for a {dim}D mesh (or 6x6 for plane strain on 2D)")
         return LinearElastic(C)
     if spec.model == "j2":
         return J2Plasticity(dim, spec.E, spec.nu, spec.sigma_y, spec.H_iso, spec.H_kin)
@@ -431,7 +438,12 @@ def _mechanics_fields(prob, physics):
             S[:, :d, :d] = s
             mat = g.material
             if d == 2:     # plane strain: σ33
-                if hasattr(mat, "stress3"):
+                if hasattr(mat, "out_of_plane"):      # 6x6 C given: exact σ33, σ23, σ13
+                    o = _cell_average(g.strain) @ mat.out_of_plane.T                  # Mandel (33, 23, 13)
+                    S[:, 2, 2] = o[:, 0]
+                    S[:, 1, 2] = S[:, 2, 1] = o[:, 1] / np.sqrt(2)
+                    S[:, 0, 2] = S[:, 2, 0] = o[:, 2] / np.sqrt(2)
+                elif hasattr(mat, "stress3"):
                     nq = g.strain.shape[1]
                     s3 = mat.stress3(g.strain.reshape(-1, 3), g.state).reshape(len(g.cells), nq, 6)
                     S[:, 2, 2] = s3[..., 2].mean(axis=1)
@@ -504,6 +516,13 @@ def _run_mechanics(cfg, mesh, specs, dirichlet, neumann, opts, writer, timers, l
             prob.save_checkpoint(ckpt, {"curve": [(c[0], np.asarray(c[1]).tolist(), np.asarray(c[2]).tolist())
                                                   for c in curve]}, **stamp)
 
+    from .. import signals
+
+    signals.install()
+
+    class _Stop(Exception):
+        pass
+
     def on_step(p, rec):
         step = len(p.history)
         R = p.reaction(monitor)
@@ -515,11 +534,19 @@ def _run_mechanics(cfg, mesh, specs, dirichlet, neumann, opts, writer, timers, l
             every = cfg.output.checkpoint_every or cfg.output.every
             if step % every == 0:
                 save()
+        if p.lam < 1.0 - 1e-12 and signals.should_stop(mesh.comm):   # SLURM's warning: checkpoint, exit 75
+            save()
+            summary["exit"] = signals.stopped(mesh.comm, step, ckpt, what="solve")
+            raise _Stop
 
     remaining = max(1, int(round(cfg.problem.steps * (1.0 - prob.lam))))
     with timers("solve"):
-        prob.solve(remaining, max_cuts=cfg.problem.max_cuts, callback=on_step, log=log, max_steps=args.max_steps)
-    if prob.lam < 1.0 - 1e-12:
+        try:
+            prob.solve(remaining, max_cuts=cfg.problem.max_cuts, callback=on_step, log=log,
+                       max_steps=args.max_steps)
+        except _Stop:
+            pass
+    if prob.lam < 1.0 - 1e-12 and not summary.get("exit"):
         save()
         log(f"stopped after --max-steps at λ = {prob.lam:.6g}; checkpoint {ckpt} (continue with --restart)")
     audit = prob.energy_audit()

@@ -127,3 +127,95 @@ def test_plate_restart_on_other_rank_count(hpcmsm_cli, tmp_path):
     assert np.allclose(a["reactions"]["top"], b["reactions"]["top"], rtol=1e-7)
     for k in ("external_work", "stored", "dissipation"):
         assert np.isclose(a["energies"][k], b["energies"][k], rtol=1e-7), k
+
+
+PLANE_STRAIN_C6 = """[mesh]
+type = "box"
+cells = [3, 2]
+upper = [2.0, 1.0]
+cell = "quadrilateral"
+
+[problem]
+physics = "elasticity"
+
+[[material]]
+model = "anisotropic"
+C = [[200.0, 80.0, 70.0, 10.0, 5.0, 0.0], [80.0, 150.0, 60.0, 8.0, 4.0, 0.0], [70.0, 60.0, 120.0, 6.0, 3.0, 0.0],
+     [10.0, 8.0, 6.0, 50.0, 2.0, 0.0], [5.0, 4.0, 3.0, 2.0, 40.0, 0.0], [0.0, 0.0, 0.0, 0.0, 0.0, 60.0]]
+
+[[dirichlet]]
+region = "xmin"
+value = 0.0
+components = [0]
+
+[[dirichlet]]
+region = "ymin"
+value = 0.0
+components = [1]
+
+[[dirichlet]]
+region = "xmax"
+value = 0.02
+components = [0]
+
+[[dirichlet]]
+region = "ymax"
+value = 0.004
+components = [1]
+
+[output]
+dir = "out"
+png = false
+"""
+
+
+def test_plane_strain_full_stiffness_gives_exact_out_of_plane_stress(hpcmsm_cli, tmp_path):
+    """A 6x6 C on a 2D mesh: plane strain (ε33 = ε23 = ε13 = 0) with the in-plane block, and σ33,
+    σ23, σ13 = rows 33, 23, 13 of C times the in-plane strain, in every cell (homogeneous biaxial
+    stretch of an orthotropic-in-plane material with out-of-plane couplings)."""
+    import h5py
+
+    inp = tmp_path / "ps.toml"
+    inp.write_text(PLANE_STRAIN_C6)
+    out = tmp_path / "out"
+    r = hpcmsm_cli(["solve", str(inp), "--output", str(out), "--quiet"], n=2, timeout=300)
+    assert r.returncode == 0, r.stderr + r.stdout
+    C = np.array([[200.0, 80.0, 70.0, 10.0, 5.0, 0.0], [80.0, 150.0, 60.0, 8.0, 4.0, 0.0],
+                  [70.0, 60.0, 120.0, 6.0, 3.0, 0.0], [10.0, 8.0, 6.0, 50.0, 2.0, 0.0],
+                  [5.0, 4.0, 3.0, 2.0, 40.0, 0.0], [0.0, 0.0, 0.0, 0.0, 0.0, 60.0]])
+    eps = np.array([0.01, 0.004, 0.0, 0.0, 0.0, 0.0])               # Mandel (11, 22, 33, 23, 13, 12)
+    s = C @ eps
+    S = np.array([[s[0], s[5], s[4]], [s[5], s[1], s[3]], [s[4], s[3], s[2]]])
+    S[0, 1] /= np.sqrt(2)
+    S[1, 0] /= np.sqrt(2)
+    S[0, 2] /= np.sqrt(2)
+    S[2, 0] /= np.sqrt(2)
+    S[1, 2] /= np.sqrt(2)
+    S[2, 1] /= np.sqrt(2)
+    with h5py.File(out / "macro_000001.h5", "r") as f:
+        sig = f["fields/stress"][...].reshape(-1, 3, 3)
+    assert sig.shape[0] == 6
+    assert np.allclose(sig, S[None], rtol=0, atol=1e-9 * np.abs(S).max()), (sig[0], S)
+
+
+def test_mechanics_graceful_stop_and_restart(hpcmsm_cli, tmp_path):
+    """A stop request (HPCMSM_STOP_AT in the past, as SLURM's warning signal) after the first load
+    step: checkpoint, exit 75; --restart on another rank count finishes with the one-shot answer."""
+    import time
+
+    edit = lambda t: t.replace("[4, 4, 4]", "[2, 2, 2]")  # noqa: E731
+    r, full = _run(hpcmsm_cli, tmp_path, "solve_neohookean_block.toml", n=1, edit=edit, out="full")
+    assert r.returncode == 0, r.stderr
+    src = open(os.path.join(EX, "solve_neohookean_block.toml")).read()
+    inp = tmp_path / "nh.toml"
+    inp.write_text(edit(src))
+    part = tmp_path / "part"
+    r = hpcmsm_cli(["solve", str(inp), "--output", str(part)], n=2, timeout=300,
+                   env={"HPCMSM_STOP_AT": str(time.time() - 1)})
+    assert r.returncode == 75 and "stopped cleanly after step 1" in r.stderr, r.stderr + r.stdout
+    assert (part / "solve.ckpt.h5").exists()
+    r = hpcmsm_cli(["solve", str(inp), "--output", str(part), "--restart"], n=3, timeout=300)
+    assert r.returncode == 0 and "restarted from" in r.stdout, r.stderr + r.stdout
+    a, b = (json.load(open(d / "summary.json")) for d in (full, part))
+    assert len(b["history"]) == len(a["history"]) == 6
+    assert np.allclose(a["reactions"]["xmax"], b["reactions"]["xmax"], rtol=1e-7)

@@ -463,3 +463,33 @@ def adapt(comm, prob: ElasticityProblem, tol: float = 1e-4, theta: float = 0.5, 
         mesh = tri.uniform_refine(mesh) if uniform else tri.refine(mesh, dorfler_mark(eta, theta))
     res.mesh = mesh
     return res
+
+
+CORNER_BETA, CORNER_A = 1.5, 0.25
+
+
+def corner_problem(mu: float = 1.0, lam: float = 1.5, beta: float = CORNER_BETA, a: float = CORNER_A,
+                   n: int = 4) -> ElasticityProblem:
+    """A corner-singular problem with a closed-form QoI, on the unit square.
+
+    ``u = ∇φ`` with ``φ = Re z^β`` (``z = x + iy``, default β = 3/2) is divergence-free and
+    harmonic, so ``−∇·σ(u) = 0`` for any λ, μ, and ``σ = 2μ ∇∇φ ~ r^(β−2)`` is singular at the
+    corner (0, 0).  Data: ``u = g`` on x = 0, x = 1, y = 0 (non-zero, singular-ish near the corner:
+    exercises the boundary-data term), traction ``σ(u) e_y`` on y = 1.  QoI: the mean of σ_xy over
+    ``ω = [0, a]²`` (a union of cells of ``square_mesh(n)`` when ``a n`` is an integer), exactly
+    ``J = 2μ/a² [φ(a,a) − φ(0,a) − φ(a,0) + φ(0,0)]`` because ``σ_xy = 2μ ∂²φ/∂x∂y``."""
+    def phi(x, y):
+        return float(np.real(complex(x, y) ** beta))
+
+    def u(P):
+        w = beta * (P[:, 0] + 1j * P[:, 1]) ** (beta - 1)
+        return np.column_stack([w.real, -w.imag])
+
+    def traction_top(P):
+        h = beta * (beta - 1) * (P[:, 0] + 1j * P[:, 1]) ** (beta - 2)
+        return np.column_stack([-2 * mu * h.imag, -2 * mu * h.real])
+
+    exact = 2 * mu / a ** 2 * (phi(a, a) - phi(0, a) - phi(a, 0) + phi(0, 0))
+    return ElasticityProblem(tri.square_mesh(n), lam, mu, None, u, traction_top,
+                             lambda P: np.isclose(P[:, 1], 1.0), lambda P: (P[:, 0] < a) & (P[:, 1] < a),
+                             "xy", "strain", exact, True, f"corner r^{beta - 1:g} singularity, mean σ_xy on [0,{a:g}]²")

@@ -118,17 +118,20 @@ def plot_dwr(extra: dict, path: str) -> str:
 
     n = np.array(extra["ndofs"], float)
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(8, 3.5))
-    a1.loglog(n, np.abs(extra["errors"]), "o-", label="|J(u) − J(u_h)| (reference 0.0334473)")
+    a1.loglog(n, np.abs(extra["errors"]), "o-", label=f"|J(u) − J(u_h)| (reference {extra['reference']:.7g})")
     a1.loglog(n, np.abs(extra["estimates"]), "s--", label="|η| (DWR)")
-    a1.set_xlabel("P1 DOFs")
+    if "uniform" in extra:
+        a1.loglog(extra["uniform"]["ndofs"], np.abs(extra["uniform"]["errors"]), "^:", label="|error|, uniform")
+    a1.set_xlabel(extra.get("xlabel", "P1 DOFs"))
     a1.legend(fontsize=7)
     a1.grid(True, which="both", alpha=0.3)
     a2.semilogx(n, extra["effectivities"], "o-")
     a2.axhspan(0.8, 1.25, color="g", alpha=0.1)
-    a2.set_xlabel("P1 DOFs")
+    a2.set_xlabel(extra.get("xlabel", "P1 DOFs"))
     a2.set_ylabel("effectivity η / error")
     a2.grid(True, alpha=0.3)
-    fig.suptitle("DWR, deal.II step-14 point value, adaptive newest-vertex bisection", fontsize=9)
+    fig.suptitle(extra.get("title", "DWR, deal.II step-14 point value") + ", adaptive newest-vertex bisection",
+                 fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -153,9 +156,11 @@ def suites_markdown(results: list[SuiteResult], outdir: str | None = None, png: 
                 lines += [f"#### {st.name}", "", st.extra["table"], ""]
                 for e in st.entries:
                     lines.append(f"- {e.norm}: {'pass' if e.passed else '**FAIL**'} "
-                                 + (f"(mean {e.lsq_order:.3f} over {e.nfit} steps with ≥ 100 DOFs)" if e.nfit else ""))
+                                 + (f"(mean {e.lsq_order:.3f} over {e.nfit} steps with {st.extra.get('min_dofs', '≥ 100 DOFs')})"
+                                    if e.nfit else ""))
                 if "reference" in st.extra:
-                    lines.append(f"- reference J(u) = {st.extra['reference']} (deal.II step-14 results page)")
+                    lines.append(f"- reference J(u) = {st.extra['reference']:.10g} "
+                                 f"({st.extra.get('reference_note', 'deal.II step-14 results page')})")
                 lines.append("")
                 if outdir and png and "effectivities" in st.extra and st.extra["effectivities"]:
                     name = f"{_slug(r.name + '_' + st.name)}.png"

@@ -36,29 +36,8 @@ def smooth_problem(component="xy", plane="strain", data_term=True):
                                 component, plane, exact, data_term, f"smooth σ_{component} plane {plane}")
 
 
-BETA, A = 1.5, 0.25
-
-
 def corner_problem():
-    """u = ∇φ, φ = Re z^β (β = 3/2): div u = 0 and Δu = 0, so −∇·σ = 0 with σ = 2μ ∇∇φ ~ r^(−1/2)
-    at the corner (0, 0).  ω = [0, ¼]²:  ∫_ω σ_xy = 2μ [φ(a,a) − φ(0,a) − φ(a,0) + φ(0,0)] exactly."""
-    mu, lam = 1.0, 1.5
-
-    def phi(x, y):
-        return float(np.real(complex(x, y) ** BETA))
-
-    def u(P):
-        w = BETA * (P[:, 0] + 1j * P[:, 1]) ** (BETA - 1)
-        return np.column_stack([w.real, -w.imag])
-
-    def traction_top(P):  # σ n with n = e_y
-        h = BETA * (BETA - 1) * (P[:, 0] + 1j * P[:, 1]) ** (BETA - 2)
-        return np.column_stack([-2 * mu * h.imag, -2 * mu * h.real])
-
-    exact = 2 * mu / A ** 2 * (phi(A, A) - phi(0, A) - phi(A, 0) + phi(0, 0))
-    return de.ElasticityProblem(tri.square_mesh(4), lam, mu, None, u, traction_top,
-                                lambda P: np.isclose(P[:, 1], 1.0), lambda P: (P[:, 0] < A) & (P[:, 1] < A),
-                                "xy", "strain", exact, True, "corner r^(1/2)")
+    return de.corner_problem()
 
 
 def test_rcb_partition_balanced_and_deterministic():
@@ -160,3 +139,39 @@ def test_bad_component_and_plane_rejected():
         de.ElasticityProblem(tri.square_mesh(2), component="zz")
     with pytest.raises(ValueError, match="plane"):
         de.ElasticityProblem(tri.square_mesh(2), plane="shell")
+
+
+def test_corner_problem_exact_answer_independently():
+    """The closed-form QoI equals a direct quadrature of σ_xy over ω (tensor Gauss with x = s²,
+    y = t², which removes the r^(−1/2) singularity), and u = ∇φ solves −∇·σ = 0 (symbolic
+    stress/body force from the MMS machinery)."""
+    x, y = mms.coords(2)
+    mu, lam = 1.3, 0.7
+    r, th = sp.sqrt(x ** 2 + y ** 2), sp.atan2(y, x)
+    phi = r ** sp.Rational(3, 2) * sp.cos(sp.Rational(3, 2) * th)
+    ms = mms.small_strain_elasticity([sp.diff(phi, x), sp.diff(phi, y)], lam, mu, 2)
+    bf = ms.fn("body_force")(np.array([[0.3, 0.2], [0.7, 0.9], [0.1, 0.6]]))
+    assert np.abs(bf).max() < 1e-12
+    prob = de.corner_problem(mu=mu, lam=lam)
+    a = de.CORNER_A
+    g, w = np.polynomial.legendre.leggauss(160)
+    s, ws = (g + 1) / 2 * np.sqrt(a), w / 2 * np.sqrt(a)
+    S, T = np.meshgrid(s, s, indexing="ij")
+    P = np.column_stack([(S ** 2).ravel(), (T ** 2).ravel()])
+    val = np.sum(np.outer(ws, ws).ravel() * 4 * (S * T).ravel() * ms.fn("stress")(P)[:, 0, 1]) / a ** 2
+    assert val == pytest.approx(prob.exact_qoi, rel=1e-9)
+    Q = np.array([[0.4, 0.3], [0.9, 0.1]])
+    assert np.allclose(prob.dirichlet(Q), ms.fn("u")(Q), atol=1e-13)
+    assert np.allclose(prob.traction(Q), ms.fn("stress")(Q)[:, :, 1], atol=1e-12)
+
+
+def test_verify_suite_passes_and_catches_a_wrong_modulus(comm):
+    """`hpcmsm verify dwr-elasticity`: passes; with the solver's shear modulus off by 5 % the true
+    error no longer matches the estimate and the suite fails."""
+    from hpcmsm.vv import suites
+
+    r = suites.run_suite(comm, "dwr-elasticity")
+    assert r.status == "pass", (r.message, [e.norm for s in r.studies for e in s.entries])
+    ex = r.studies[0].extra
+    assert ex["vertices_to_reach_uniform_final_error"]["adaptive"] * 3 < ex["vertices_to_reach_uniform_final_error"]["uniform"]
+    assert suites.run_suite(comm, "dwr-elasticity", perturb=1.05).status == "fail"

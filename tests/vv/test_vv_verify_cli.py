@@ -113,9 +113,12 @@ def test_verify_example_hierarchy_same_report_at_1_and_2_ranks(hpcmsm_cli, tmp_p
     assert v1 == v2                                   # validation report identical at 1 and 2 ranks
     for a, b in zip(reports[0]["suites"], reports[1]["suites"]):
         assert a["status"] == b["status"]
+        # DWR entries hold |effectivity − 1| = |η/(J − J_h) − 1|: solver round-off (rtol 1e-12) in
+        # J_h is amplified by 1/|J − J_h| ~ 1e3, so compare those to 1e-7 absolute
+        atol = 1e-7 if a["kind"] == "solution" else 1e-12
         for sa, sb in zip(a["studies"], b["studies"]):
             for ea, eb in zip(sa["entries"], sb["entries"]):
-                assert np.allclose(ea["errors"], eb["errors"], rtol=1e-7, atol=1e-12)
+                assert np.allclose(ea["errors"], eb["errors"], rtol=1e-7, atol=atol), (a["name"], ea["norm"])
 
 
 def test_validate_command_writes_report(hpcmsm_cli, tmp_path):

@@ -33,7 +33,7 @@ import scipy.sparse.linalg as spla
 
 from ..errors import InputError
 from ..parallel import block_range
-from .elements import mandel_B, reference
+from ..homogenization import element as voxel
 from .micro import dissipation, energy, pack_state, state_fields, unpack_state
 
 
@@ -95,10 +95,11 @@ class VoxelRVE:
         self.ne = n ** d
         self.phase_e = phases.ravel(order="F").astype(int)          # e = ix + n*iy + n²*iz
         h = 1.0 / n
-        _, w, _, dN = reference(d)
-        self.nq = len(w)
-        self.B = mandel_B(dN / h)                                     # (nq, m, nn*d), same for every voxel
-        self.wq = w * h ** d                                          # quadrature weights (cell volume 1)
+        # the voxel element of hpcmsm.homogenization (shared with RVEProblem): local node
+        # a = (a_x, a_y[, a_z]) has index a_x + 2a_y + 4a_z, DOFs node-major, Mandel strains
+        self.B = voxel.b_matrices("elasticity", d, h)                 # (nq, m, nn*d), same for every voxel
+        self.wq = voxel.quadrature_weights(d, h)                      # quadrature weights (cell volume 1)
+        self.nq = len(self.wq)
         # every voxel has the same B: contractions with it become single GEMMs over all voxels
         nq, m_, na = self.B.shape
         self._Bstrain = self.B.transpose(2, 0, 1).reshape(na, nq * m_)                 # ue @ → eps
@@ -108,9 +109,7 @@ class VoxelRVE:
         self._Bcoup = np.einsum("qia,jk,q->qijak", self.B, np.eye(m_), self.wq).reshape(nq * m_ * m_, na * m_)
         # connectivity
         idx = np.stack(np.unravel_index(np.arange(self.ne), (n,) * d, order="F"), axis=1)   # (ne, d)
-        corners = np.array([[0, 0], [1, 0], [1, 1], [0, 1]] if d == 2 else
-                           [[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0],
-                            [0, 0, 1], [1, 0, 1], [1, 1, 1], [0, 1, 1]])
+        corners = voxel.local_nodes(d)
         ijk = idx[:, None, :] + corners[None]                         # (ne, nn, d)
         if bc == "periodic":
             ijk = ijk % n
@@ -222,7 +221,7 @@ class VoxelRVE:
             self._ksp = PETSc.KSP().create(PETSc.COMM_SELF)
             self._ksp.setOptionsPrefix(self.prefix)
             with petsc_options(self.prefix, {"ksp_type": "preonly", "pc_type": "cholesky",
-                                             "pc_factor_mat_ordering_type": "qmd", **self.petsc_options}):
+                                             "pc_factor_mat_ordering_type": "amd", **self.petsc_options}):
                 self._ksp.setOperators(self._A)
                 self._ksp.setFromOptions()
             self._b = self._A.createVecLeft()

@@ -124,3 +124,29 @@ def test_lpt_balancer_beats_round_robin_on_localised_cost():
     assert load(lpt) < 0.5 * load(rr)
     assert load(lpt) <= cost.sum() / 4 + cost.max()       # Graham's list-scheduling bound
     assert load(lpt) == pytest.approx(cost.sum() / 4)
+
+
+def test_warm_start_gives_the_cold_answer_with_fewer_iterations():
+    """A solve started from the trial of the previous macro iteration (the pool's warm start)
+    returns the same stress, tangent and state as the cold start from the committed state, in
+    fewer micro Newton iterations; a poor guess (far-away strain) still gives the same answer."""
+    labels, mats = _composite(8)
+    rve = VoxelRVE(labels, mats)
+    E1 = np.array([2e-3, -0.7e-3, 0.5e-3])
+    _, _, st, _ = rve.solve(E1, rve.initial_state())            # a committed plastic history
+    E = 2 * E1
+    trial, its_cold, its_warm = st, 0, 0
+    for Ek in (E * (1 + 3e-2), E * (1 + 1e-3), E * (1 + 1e-6), E):   # a converging macro Newton
+        Sc, Cc, nc, ic = rve.solve(Ek, st)
+        Sw, Cw, nw, iw = rve.solve(Ek, st, guess=trial)
+        assert ic["converged"] and iw["converged"]
+        assert np.allclose(Sw, Sc, rtol=1e-11, atol=1e-9 * np.abs(Sc).max())
+        assert np.allclose(Cw, Cc, rtol=1e-8, atol=1e-8 * np.abs(Cc).max())
+        assert np.allclose(nw, nc, rtol=1e-9, atol=1e-12)
+        its_cold += ic["iterations"]
+        its_warm += iw["iterations"]
+        trial = nw
+    assert its_warm < 0.75 * its_cold, (its_warm, its_cold)
+    far = rve.solve(-3 * E, st)[2]                               # a guess from a reversed strain
+    Sf, Cf, _, info = rve.solve(E, st, guess=far)
+    assert info["converged"] and np.allclose(Sf, Sc, rtol=1e-11, atol=1e-9 * np.abs(Sc).max())

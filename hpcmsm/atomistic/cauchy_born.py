@@ -61,6 +61,8 @@ class CauchyBorn:
     """
 
     def __init__(self, lattice: Lattice, potential, relax: bool = True, skin: float = 1.3, chunk: int = 4096):
+        if getattr(potential, "eam", False):
+            raise InputError("EAM potentials are many-body: use make_cauchy_born (EAMCauchyBorn)")
         self.lattice, self.potential, self.relax = lattice, potential, bool(relax)
         self.dim, self.nb = lattice.dim, lattice.nbasis
         self.V0 = lattice.volume
@@ -365,13 +367,23 @@ def stability(cb: CauchyBorn, F: np.ndarray | None = None, ndir: int = 2000) -> 
             "stable": bool(born > 0 and ac[k] > 0)}
 
 
+def make_cauchy_born(lattice: Lattice, potential, relax: bool = True, **kw):
+    """:class:`CauchyBorn` for pair and Stillinger–Weber potentials, :class:`~.eam.EAMCauchyBorn`
+    for EAM (both have ``evaluate(F, order)`` → :class:`CBResult`)."""
+    if getattr(potential, "eam", False):
+        from .eam import EAMCauchyBorn
+
+        return EAMCauchyBorn(lattice, potential, relax=relax, **kw)
+    return CauchyBorn(lattice, potential, relax=relax, **kw)
+
+
 def equilibrium_lattice(lattice: Lattice, potential, relax: bool = True, tol: float = 1e-13,
                         maxit: int = 50) -> Lattice:
     """The lattice scaled to zero mean normal stress (Newton on the scale factor; for HCP the
     c/a ratio is kept fixed, so only the mean stress vanishes)."""
     s = 1.0
     for _ in range(maxit):
-        cb = CauchyBorn(lattice.scaled(s), potential, relax=relax)
+        cb = make_cauchy_born(lattice.scaled(s), potential, relax=relax)
         d = cb.dim
         res = cb.evaluate(np.eye(d), order=2)
         g = np.trace(res.P[0])

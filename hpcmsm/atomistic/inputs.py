@@ -14,7 +14,10 @@ from .potentials import CUTOFFS, LennardJones, Morse, StillingerWeber
 class PotentialSection:
     """``[potential]``: interatomic potential (reduced units for lj/morse, eV and Å for sw)."""
 
-    type: str = param("lj", choices=("lj", "morse", "sw"), doc="lj, morse or sw (Stillinger-Weber Si)")
+    type: str = param("lj", choices=("lj", "morse", "sw", "eam"),
+                      doc="lj, morse, sw (Stillinger-Weber Si) or eam (setfl file, eV and Angstrom)")
+    file: Optional[str] = param(None, doc="eam: setfl (eam/alloy) file, relative to the input file or absolute")
+    element: Optional[str] = param(None, doc="eam: element of the setfl file (default the first)")
     epsilon: Optional[float] = param(None, gt=0, doc="LJ well depth / SW energy scale")
     sigma: Optional[float] = param(None, gt=0, doc="LJ / SW length scale")
     rc: Optional[float] = param(None, gt=0, doc="cutoff radius (lj, morse)")
@@ -35,10 +38,28 @@ class PotentialSection:
         if self.type == "sw" and given & (pair_only | morse_only):
             raise ConfigError("Stillinger-Weber has a fixed cutoff a·sigma; remove this key",
                               key=sorted(given & (pair_only | morse_only))[0])
+        if self.type == "eam":
+            if self.file is None:
+                raise ConfigError("an eam potential needs a setfl file", key="file")
+            if given:
+                raise ConfigError("an eam potential is defined by its file; remove this key", key=sorted(given)[0])
+        elif self.file is not None or self.element is not None:
+            raise ConfigError("file/element are for type = \"eam\"", key="file" if self.file is not None else "element")
         if self.rc is not None and self.r_on is not None and self.r_on >= self.rc:
             raise ConfigError(f"r_on must be below rc ({self.r_on} >= {self.rc})", key="r_on")
 
-    def build(self):
+    def build(self, base: str | None = None):
+        """The potential; an eam ``file`` is looked up relative to ``base`` (the input file's
+        directory) when it is not found as given."""
+        if self.type == "eam":
+            import os
+
+            from .eam import SetflEAM
+
+            path = self.file
+            if not os.path.isabs(path) and not os.path.exists(path) and base is not None:
+                path = os.path.join(base, path)
+            return SetflEAM(path, self.element)
         kw = {k: getattr(self, k) for k in ("epsilon", "sigma", "rc", "r_on", "D", "alpha", "r0")
               if getattr(self, k) is not None}
         if self.type == "lj":

@@ -17,7 +17,7 @@ def run(args, comm) -> int:
     import os
     import numpy as np
 
-    from ..atomistic.cauchy_born import CauchyBorn, elastic_constants, stability
+    from ..atomistic.cauchy_born import elastic_constants, make_cauchy_born, stability
     from ..atomistic.inputs import CauchyBornInput
     from ..atomistic.potentials import EV_PER_A3_IN_GPA
     from ..audit import Audit
@@ -32,9 +32,9 @@ def run(args, comm) -> int:
     timers = Timers(comm)
     audit = Audit()
     with timers("setup"):
-        pot = cfg.potential.build()
+        pot = cfg.potential.build(os.path.dirname(os.path.abspath(args.input)))
         lat = cfg.lattice.build(pot)
-        cb = CauchyBorn(lat, pot, relax=cfg.lattice.relax)
+        cb = make_cauchy_born(lat, pot, relax=cfg.lattice.relax)
     d = cb.dim
     for i, pth in enumerate(cfg.path):
         G = np.asarray(pth.G, dtype=float) if pth.G else None
@@ -58,6 +58,11 @@ def run(args, comm) -> int:
         ec = elastic_constants(cb)
         st = stability(cb)
         res0 = cb.evaluate(np.eye(d))
+        ph = None
+        if cb.nb == 1 and not pot.three_body and not getattr(pot, "eam", False):
+            from ..atomistic.phonons import phonon_stability
+
+            ph = phonon_stability(lat, pot, n=8)
     rprint(comm, f"cauchy-born: {lat.name} a = {lat.a:.10g}, {cb.nb} atom(s)/cell, {len(cb.bonds.d)} bonds, "
                  f"{type(pot).__name__} ({getattr(pot, 'cutoff', '')} cutoff, rc = {pot.rc:.4g})")
     rprint(comm, f"  W(I) = {res0.W[0]:.10g}  (energy per atom {res0.W[0] * lat.volume / cb.nb:.10g})")
@@ -67,6 +72,9 @@ def run(args, comm) -> int:
         rprint(comm, f"  unrelaxed (frozen basis):\n{ec.voigt_unrelaxed * to_gpa}")
     rprint(comm, f"  stability: Born min eig {st['born_min'] * to_gpa:.5g}, acoustic min {st['acoustic_min'] * to_gpa:.5g}"
                  f" -> {'stable' if st['stable'] else 'UNSTABLE'}")
+    if ph is not None:
+        rprint(comm, f"  phonons (8^{d} q-grid): min omega^2 {ph['omega2_min']:.5g} at q = {ph['q_min_reduced']} "
+                     f"(reduced) -> {'stable' if ph['stable'] else 'SOFT MODE'}")
     # analytic tangent vs a finite difference of the analytic stress at a random F: run-time check
     rng = np.random.default_rng(0)
     F1 = np.eye(d) + 0.01 * rng.standard_normal((d, d))
@@ -119,7 +127,7 @@ def run(args, comm) -> int:
                "potential": pot.describe(), "units": unit, "W0": float(res0.W[0]),
                "energy_per_atom": float(res0.W[0] * lat.volume / cb.nb),
                "voigt": (ec.voigt * to_gpa).tolist(), "voigt_unrelaxed": (ec.voigt_unrelaxed * to_gpa).tolist(),
-               "stress": (ec.stress * to_gpa).tolist(), "stability": st,
+               "stress": (ec.stress * to_gpa).tolist(), "stability": st, "phonons": ph,
                "paths": {k: {"t_unstable": v["t_unstable"]} for k, v in curves.items()},
                "breakdown": breakdown,
                "audit": audit.as_dict(), "timers": timers.summary()}
@@ -196,9 +204,9 @@ def run_breakdown(cfg, cb, comm, outdir, text, audit, timers) -> dict:
 
     bd = cfg.breakdown
     lat = cb.lattice
-    if cb.potential.three_body:
+    if cb.potential.three_body or getattr(cb.potential, "eam", False):
         raise InputError("[breakdown] needs a pair potential (lj or morse); the explicit atomistic solver has no "
-                         "three-body terms")
+                         "three-body or EAM terms")
     ring_min = (cb.potential.rc + 0.3) / lat.a
     if "edge_dislocation" in bd.defects and bd.ring <= ring_min:
         raise InputError(f"[breakdown] ring = {bd.ring} a must exceed the interaction range {ring_min:.3g} a")

@@ -33,7 +33,7 @@ def run(args, comm) -> int:
     cfg, text = load(args.input, QCInput)
     if cfg.lattice.type != "triangular":
         raise ConfigError("the QC solver is 2D: use the triangular lattice", file=args.input, key="lattice.type")
-    if cfg.potential.type == "sw":
+    if cfg.potential.type in ("sw", "eam"):
         raise ConfigError("the QC solver needs a pair potential (lj or morse)", file=args.input, key="potential.type")
     init_petsc()
     if cfg.indent is not None:

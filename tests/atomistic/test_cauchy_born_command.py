@@ -29,6 +29,7 @@ def test_fcc_example_parallel_matches_library(comm, shared_tmp):
     ref = elastic_constants(CauchyBorn(equilibrium_lattice(make_lattice("fcc", 1.55), pot), pot)).voigt
     np.testing.assert_allclose(s["voigt"], ref, rtol=1e-12, atol=1e-12 * ref[0, 0])
     assert s["stability"]["stable"] and s["audit"]["passed"]
+    assert s["phonons"]["stable"]
     # the stress–strain curves gathered from all ranks equal a serial evaluation
     import h5py
 
@@ -55,6 +56,7 @@ def test_diamond_and_sc_examples(tmp_path):
     assert _run(comm, os.path.join(EX, "cauchy_born_sc_lj.toml"), str(tmp_path / "s")) == 0
     s = json.load(open(tmp_path / "s" / "summary.json"))
     assert s["voigt"][3][3] < 0 and not s["stability"]["stable"]
+    assert not s["phonons"]["stable"] and s["phonons"]["omega2_min"] < 0  # soft shear modes
 
 
 @pytest.mark.parametrize("body,msg", [
@@ -65,6 +67,9 @@ def test_diamond_and_sc_examples(tmp_path):
     ('[lattice]\ntype = "fcc"\nbogus = 1\n', "lattice.bogus"),
     ('[[path]]\nG = [[1, 0], [0, 1]]\n', "path[0].G"),
     ('[[path]]\nG = [[-2, 0, 0], [0, 0, 0], [0, 0, 0]]\nt_max = 1.0\n', "det F"),
+    ('[potential]\ntype = "eam"\n', "potential.file"),
+    ('[potential]\ntype = "eam"\nfile = "nowhere.eam.alloy"\n', "nowhere.eam.alloy: cannot read"),
+    ('[potential]\ntype = "lj"\nelement = "Cu"\n', "potential.element"),
 ])
 def test_bad_input_clear_error(tmp_path, hpcmsm_cli, body, msg):
     p = tmp_path / "bad.toml"
@@ -72,6 +77,39 @@ def test_bad_input_clear_error(tmp_path, hpcmsm_cli, body, msg):
     r = hpcmsm_cli(["cauchy-born", str(p), "-o", str(tmp_path / "o")], n=2, timeout=120)
     assert r.returncode == 2, r.stderr
     assert msg in r.stderr and r.stderr.count("hpcmsm: error") == 1, r.stderr
+
+
+def test_eam_example_matches_analytic_potential(tmp_path):
+    """The setfl example: the committed file holds the analytic functions it was generated from, and
+    the constants the command prints agree with Cauchy–Born of the analytic potential itself."""
+    from mpi4py import MPI
+
+    from hpcmsm.atomistic.cauchy_born import make_cauchy_born
+    from hpcmsm.atomistic.eam import AnalyticEAM, read_setfl
+    from hpcmsm.atomistic.potentials import EV_PER_A3_IN_GPA
+
+    ana = AnalyticEAM()
+    f = read_setfl(os.path.join(EX, "data", "analytic_fcc.eam.alloy"))
+    ref = ana.to_setfl("Cu", nrho=f.nrho, nr=f.nr)
+    np.testing.assert_allclose(f.embed, ref.embed, rtol=1e-15, atol=1e-15)
+    np.testing.assert_allclose(f.density, ref.density, rtol=1e-15, atol=1e-15)
+    np.testing.assert_allclose(f.rphi[(0, 0)], ref.rphi[(0, 0)], rtol=1e-15, atol=1e-15)
+    assert _run(MPI.COMM_SELF, os.path.join(EX, "cauchy_born_fcc_eam.toml"), str(tmp_path / "e")) == 0
+    s = json.load(open(tmp_path / "e" / "summary.json"))
+    assert s["units"] == "GPa" and s["audit"]["passed"] and s["stability"]["stable"]
+    C = elastic_constants(make_cauchy_born(equilibrium_lattice(make_lattice("fcc", 3.6), ana), ana)).voigt
+    np.testing.assert_allclose(s["voigt"], C * EV_PER_A3_IN_GPA, rtol=2e-5, atol=1e-4)
+    assert s["voigt"][0][1] - s["voigt"][3][3] > 100  # C12 - C44 (GPa): no Cauchy relation for EAM
+
+
+def test_truncated_setfl_file_clear_error(tmp_path, hpcmsm_cli):
+    lines = open(os.path.join(EX, "data", "analytic_fcc.eam.alloy")).read().splitlines()
+    (tmp_path / "cut.eam.alloy").write_text("\n".join(lines[:-1]) + "\n")
+    p = tmp_path / "bad.toml"
+    p.write_text('[lattice]\ntype = "fcc"\na = 3.6\n[potential]\ntype = "eam"\nfile = "cut.eam.alloy"\n')
+    r = hpcmsm_cli(["cauchy-born", str(p), "-o", str(tmp_path / "o")], n=2, timeout=120)
+    assert r.returncode == 2, r.stderr
+    assert "cut.eam.alloy: expected 3004 values" in r.stderr and r.stderr.count("hpcmsm: error") == 1, r.stderr
 
 
 @pytest.mark.mpi

@@ -1,0 +1,51 @@
+"""QC vs full atomistics on the nanoindentation example: DOFs, load error per depth, wall time.
+
+    ./run -n 2 python benchmarks/atomistic_indent.py [--nx 160 --ny 80]
+
+Prints one JSON object.  Runs ``hpcmsm qc`` with ``[indent]`` (adaptive, ghost-force corrected) and
+the full atomistic comparison at every depth; both use the same PETSc TAO/SNES minimisers on the
+same ranks, so the wall-time ratio compares discretisations, not libraries.
+"""
+import argparse
+import json
+import os
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--nx", type=int, default=160)
+    ap.add_argument("--ny", type=int, default=80)
+    ns = ap.parse_args()
+    from mpi4py import MPI
+
+    from hpcmsm.commands import qc
+
+    comm = MPI.COMM_WORLD
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    text = open(os.path.join(root, "examples", "qc_nanoindentation.toml")).read()
+    text = text.replace("nx = 160", f"nx = {ns.nx}").replace("ny = 80", f"ny = {ns.ny}")
+    d = comm.bcast(tempfile.mkdtemp(prefix="indentbench-") if comm.rank == 0 else None)
+    path = os.path.join(d, "in.toml")
+    if comm.rank == 0:
+        open(path, "w").write(text)
+    comm.Barrier()
+    rc = qc.run(argparse.Namespace(input=path, output=os.path.join(d, "out")), comm)
+    comm.Barrier()
+    if comm.rank == 0:
+        s = json.load(open(os.path.join(d, "out", "summary.json")))
+        steps = [{"depth_over_a": q["depth"] / s["a"], "load_qc": q["load"], "load_full": f["load"],
+                  "load_error_rel": e, "contact_atoms": q["contact_atoms"], "atomistic_sites": q["atomistic_sites"],
+                  "dofs_qc": q["dofs"], "adapt_cycles": q["cycles"]}
+                 for q, f, e in zip(s["qc"], s["full"], s["load_error_rel"])]
+        keys = ["sites", "dofs_full", "dof_ratio_full_over_qc", "load_error_rel_max", "time_qc", "time_full",
+                "wall_time_ratio_full_over_qc"]
+        print(json.dumps({"benchmark": "atomistic_indent", "ranks": comm.size, "nx": ns.nx, "ny": ns.ny, "exit": rc,
+                          **{k: s.get(k) for k in keys}, "steps": steps}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

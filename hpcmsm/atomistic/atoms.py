@@ -1,4 +1,4 @@
-"""Explicit atomistic systems with pair potentials and their parallel relaxation (PETSc TAO).
+"""Explicit atomistic systems (pair potentials and EAM) and their parallel relaxation (PETSc TAO).
 
 Atoms are distributed in contiguous blocks over the ranks of ``comm`` (natural ordering, so the
 result does not depend on the rank count).  Each rank evaluates the pairs whose first atom it
@@ -94,6 +94,9 @@ class ParallelRelaxation:
         self.G = self.X.duplicate()
         self.X.setArray(self.x0[self.lo:self.hi].ravel())
         self._scatter = None
+        self.eam = bool(getattr(potential, "eam", False))
+        if self.eam:  # one density per atom: a scalar vector and its own ghost scatter
+            self.Rho = PETSc.Vec().createMPI((self.hi - self.lo, self.N), comm=comm)
         self.rebuilds = 0
         self.evaluations = 0
         self._build(self.x0)
@@ -112,11 +115,45 @@ class ParallelRelaxation:
             self._scatter.destroy()
             self._xloc.destroy()
             self._is.destroy()
+            if self.eam:
+                for o in (self._rscatter, self._rloc, self._ris):
+                    o.destroy()
         self._xloc = PETSc.Vec().createSeq(len(dofs), comm=PETSc.COMM_SELF)
         self._is = PETSc.IS().createGeneral(dofs, comm=PETSc.COMM_SELF)
         self._scatter = PETSc.Scatter().create(self.X, self._is, self._xloc, None)
+        if self.eam:
+            self._rloc = PETSc.Vec().createSeq(len(need), comm=PETSc.COMM_SELF)
+            self._ris = PETSc.IS().createGeneral(need.astype(PETSc.IntType), comm=PETSc.COMM_SELF)
+            self._rscatter = PETSc.Scatter().create(self.Rho, self._ris, self._rloc, None)
         self.x_build = xall[need].copy()
         self.rebuilds += 1
+
+    def _eam_local(self, xl: np.ndarray):
+        """EAM energy share and forces on the local (owned + ghost) atoms: the pair densities go to
+        both ends and are summed over ranks (reverse scatter-add), the complete densities come back to
+        the ghosts (forward scatter); F(ρ) is counted for owned atoms only."""
+        from petsc4py import PETSc
+
+        p = self.loc_pairs
+        n = len(self.need)
+        r = minimum_image(xl[p[:, 1]] - xl[p[:, 0]], self.box)
+        rn = np.maximum(np.linalg.norm(r, axis=1), 1e-12)
+        f, f1, _ = self.pot.density(rn)
+        ph, ph1, _ = self.pot.pair(rn)
+        self._rloc.setArray(np.bincount(p[:, 0], f, n) + np.bincount(p[:, 1], f, n))
+        self.Rho.set(0.0)
+        self._rscatter.scatter(self._rloc, self.Rho, addv=PETSc.InsertMode.ADD_VALUES, mode=PETSc.ScatterMode.REVERSE)
+        self._rscatter.scatter(self.Rho, self._rloc, addv=PETSc.InsertMode.INSERT, mode=PETSc.ScatterMode.FORWARD)
+        rho = self._rloc.getArray(readonly=True)
+        Fe, F1, _ = self.pot.embed(rho)
+        owned = (self.need >= self.lo) & (self.need < self.hi)
+        E = float(Fe[owned].sum() + ph.sum())
+        dEdr = ph1 + (F1[p[:, 0]] + F1[p[:, 1]]) * f1
+        g = (dEdr / rn)[:, None] * r
+        grad = np.zeros((n, self.d))
+        for k in range(self.d):
+            grad[:, k] = np.bincount(p[:, 1], g[:, k], n) - np.bincount(p[:, 0], g[:, k], n)
+        return E, -grad
 
     def gather(self, X=None) -> np.ndarray:
         """All positions (N, d) on every rank."""
@@ -134,7 +171,10 @@ class ParallelRelaxation:
             self._build(self.gather(X))
             self._scatter.scatter(X, self._xloc, addv=PETSc.InsertMode.INSERT, mode=PETSc.ScatterMode.FORWARD)
             xl = self._xloc.getArray(readonly=True).reshape(-1, self.d)
-        E, F = pair_energy(self.pot, xl, self.loc_pairs, self.box)
+        if self.eam:
+            E, F = self._eam_local(xl)
+        else:
+            E, F = pair_energy(self.pot, xl, self.loc_pairs, self.box)
         F[self.fixed[self.need]] = 0.0
         G.set(0.0)
         gl = self._xloc.duplicate()
@@ -203,6 +243,9 @@ class ParallelRelaxation:
     def destroy(self) -> None:
         for o in (self.X, self.G, self._scatter, self._xloc, self._is):
             o.destroy()
+        if self.eam:
+            for o in (self.Rho, self._rscatter, self._rloc, self._ris):
+                o.destroy()
 
 
 def _max():

@@ -204,3 +204,34 @@ def test_eam_cauchy_born_bad_input(eam):
         make_cauchy_born(make_lattice("diamond", 5.4), eam)
     with pytest.raises(InputError, match="det F"):
         make_cauchy_born(make_lattice("fcc", 3.6), eam).evaluate(-np.eye(3))
+
+
+@pytest.mark.mpi
+def test_parallel_relaxation_of_eam_vacancy(comm, eam):
+    """An FCC vacancy relaxed with the EAM potential by the parallel relaxer (ghost densities through
+    PETSc scatters): energy = the serial vectorised eam_energy, zero forces, rank independent, a
+    positive vacancy formation energy."""
+    from mpi4py import MPI
+
+    from hpcmsm.atomistic.atoms import ParallelRelaxation
+    from hpcmsm.parallel import init_petsc
+
+    init_petsc()
+    lat = equilibrium_lattice(make_lattice("fcc", 3.6), eam)
+    x, box = _fcc_block(3, lat.a)
+    E_perfect = eam_energy(eam, x, box)[0]
+    x = np.delete(x, 13, axis=0)
+    x = x + 0.01 * np.sin(np.arange(x.size)).reshape(x.shape)  # a non-symmetric start
+    out = {}
+    for name, c in (("par", comm), ("ser", MPI.COMM_SELF)):
+        rel = ParallelRelaxation(c, eam, x, None, box)
+        assert rel.energy(x) == pytest.approx(eam_energy(eam, x, box)[0], rel=1e-13)
+        out[name] = rel.run(gatol=1e-9)
+        rel.destroy()
+    p, s = out["par"], out["ser"]
+    assert p["energy"] == pytest.approx(s["energy"], rel=1e-12)
+    np.testing.assert_allclose(p["x"], s["x"], atol=1e-7)
+    E, f, _ = eam_energy(eam, p["x"], box)
+    assert E == pytest.approx(p["energy"], rel=1e-12) and np.abs(f).max() < 1e-8
+    Ev = E - (len(x) / (len(x) + 1)) * E_perfect
+    assert 0.2 < Ev < 3.0  # eV: a vacancy costs energy, of the order of real FCC metals' ~1 eV

@@ -153,81 +153,115 @@ class DWRResult:
 
 
 def estimate(comm, prob: PoissonProblem, mesh: tri.TriMesh, prefix: str = "dwr_"):
-    """Primal P1 solve, dual P2 solve, cell indicators. Returns (DWRStep, indicators (M,), u_h)."""
+    """Primal P1 solve, dual P2 solve, cell indicators. Returns (DWRStep, indicators (M,), u_h).
+
+    Cell-partitioned (:mod:`hpcmsm.vv.dwr_parallel`): each rank computes the element matrices,
+    QoI loads and indicators of its own cells only; ``eta`` and ``u_h`` are returned on every rank."""
+    from .dwr_parallel import own_cells, solve_partitioned
+
     info = tri.edge_info(mesh)
     V1 = tri.space(mesh, 1, info)
     V2 = tri.space(mesh, 2, info)
     kfun = prob.conductivity
-    A1, b1 = tri.assemble(V1, kfun, prob.source)
-    u = solve_dirichlet(comm, V1, A1, b1, prob.dirichlet, prefix + "primal_")
-    A2, b2 = tri.assemble(V2, kfun, prob.source)
-    if prob.qoi[0] == "flux":
+    N, M = mesh.npoints, mesh.ncells
+    own = own_cells(mesh, comm)
+    own_mask = np.zeros(M, bool)
+    own_mask[own] = True
+    E = info.edges
+    # primal: P1, u = g on the boundary
+    K1, f1 = tri.element_matrices(V1, kfun, prob.source, own)
+    d1 = V1.cell_dofs[own]
+    fixed1 = np.zeros(V1.ndofs, bool)
+    fixed1[V1.boundary_dofs] = True
+    g = prob.dirichlet
+    g1 = np.zeros(V1.ndofs)
+    if callable(g):
+        g1[V1.boundary_dofs] = g(V1.dof_points[V1.boundary_dofs])
+    elif g:
+        g1[V1.boundary_dofs] = float(g)
+    u = solve_partitioned(comm, V1.ndofs, d1, K1, d1.ravel(), f1.ravel(), fixed1, g1, None, prefix + "primal_")
+    # dual: P2, z = 0 on the boundary, load = the QoI's element vectors (or a point functional)
+    K2, f2 = tri.element_matrices(V2, kfun, prob.source, own)
+    d2 = V2.cell_dofs[own]
+    kind = prob.qoi[0]
+    j2_point = None
+    if kind == "flux":
         # J(u) = ∫_Γ k ∂n u ds = a(u, ψ) − ℓ(ψ) for any ψ with trace 1 on Γ, 0 on ∂Ω \ Γ; take
         # the P1 nodal ψ_h.  The error J(e) = a(e, ψ_h) gives the dual a(v, z) = a(v, ψ_h), z ∈ H¹₀.
         psi = _flux_weight(V1, prob.qoi[1])
-        Jh = float(psi @ (A1 @ u) - psi @ b1)
-        psi2 = np.concatenate([psi, 0.5 * (psi[info.edges[:, 0]] + psi[info.edges[:, 1]])])
-        j2 = A2 @ psi2
-    else:
-        j2 = _qoi_vector(V2, prob.qoi)
+        Jh = float(comm.allreduce(np.einsum("ma,ma->", psi[d1], np.einsum("mab,mb->ma", K1, u[d1]) - f1)))
+        psi2 = np.concatenate([psi, 0.5 * (psi[E[:, 0]] + psi[E[:, 1]])])
+        je2 = np.einsum("mab,mb->ma", K2, psi2[d2])
+    elif kind == "mean":
+        _, w1 = tri.element_matrices(V1, None, prob.qoi[1], own)
+        Jh = float(comm.allreduce(np.einsum("ma,ma->", w1, u[d1])))
+        _, je2 = tri.element_matrices(V2, None, prob.qoi[1], own)
+    elif kind == "point":
         Jh = float(_qoi_vector(V1, prob.qoi) @ u)
-    z2 = solve_dirichlet(comm, V2, A2, j2, 0.0, prefix + "dual_")
+        j2_point = _qoi_vector(V2, prob.qoi)          # replicated; loaded once, by rank 0
+        je2 = np.zeros_like(f2)
+    else:
+        raise ValueError(f"unknown QoI kind {kind!r}")
+    jd, jv = d2.ravel(), je2.ravel()
+    if j2_point is not None and comm.rank == 0:
+        nz = np.flatnonzero(j2_point)
+        jd, jv = np.concatenate([jd, nz]), np.concatenate([jv, j2_point[nz]])
+    fixed2 = np.zeros(V2.ndofs, bool)
+    fixed2[V2.boundary_dofs] = True
+    z2 = solve_partitioned(comm, V2.ndofs, d2, K2, jd, jv, fixed2, np.zeros(V2.ndofs), None, prefix + "dual_")
     # w = z2 − I_h z2 is a pure edge-bubble field: its coefficient on edge e is z2(mid) − mean(z2(ends))
-    N = mesh.npoints
-    m_e = z2[N:] - 0.5 * (z2[info.edges[:, 0]] + z2[info.edges[:, 1]])
+    m_e = z2[N:] - 0.5 * (z2[E[:, 0]] + z2[E[:, 1]])
     G, area = tri.bary_gradients(mesh)
-    gu = np.einsum("mi,mid->md", u[mesh.cells], G)  # constant P1 gradient per cell
-    # cell term ∫_K f w: w = Σ_k m_{e_k} 4 λ_a λ_b
+    gu = np.einsum("mi,mid->md", u[mesh.cells], G)  # constant P1 gradient per cell (all cells: jumps)
+    eta = np.zeros(M)
+    # cell term ∫_K f w on the own cells: w = Σ_k m_{e_k} 4 λ_a λ_b
     Nq, _ = tri.shape(2, tri.QUAD7_L)
-    xq = np.einsum("qi,mid->mqd", tri.QUAD7_L, mesh.points[mesh.cells])
-    M = mesh.ncells
+    xq = np.einsum("qi,mid->mqd", tri.QUAD7_L, mesh.points[mesh.cells[own]])
+    mo = len(own)
     f = (np.full(xq.shape[:2], float(prob.source)) if np.isscalar(prob.source)
-         else prob.source(xq.reshape(-1, 2)).reshape(M, -1))
-    k = (np.full(xq.shape[:2], float(kfun)) if np.isscalar(kfun) else kfun(xq.reshape(-1, 2)).reshape(M, -1))
-    wloc = m_e[info.cell_edges]  # (M, 3)
-    wq = np.einsum("mk,qk->mq", wloc, Nq[:, 3:])
-    cell = np.einsum("mq,mq,q->m", f, wq, tri.QUAD7_W) * area
+         else prob.source(xq.reshape(-1, 2)).reshape(mo, -1))
+    wq = np.einsum("mk,qk->mq", m_e[info.cell_edges[own]], Nq[:, 3:])
+    eta[own] = np.einsum("mq,mq,q->m", f, wq, tri.QUAD7_W) * area[own]
     if not np.isscalar(kfun):
         # ∇·(k∇u_h) = ∇k·∇u_h for P1: finite-difference the conductivity at the quadrature points
         hstep = 1e-7 * max(1.0, float(np.abs(mesh.points).max()))
         X = xq.reshape(-1, 2)
         gk = np.stack([(kfun(X + [hstep, 0]) - kfun(X - [hstep, 0])) / (2 * hstep),
-                       (kfun(X + [0, hstep]) - kfun(X - [0, hstep])) / (2 * hstep)], -1).reshape(M, -1, 2)
-        cell += np.einsum("mqd,md,mq,q->m", gk, gu, wq, tri.QUAD7_W) * area
-    # edge term: jump of the normal flux on interior edges, ∫_e w ds = (2/3) m_e |e|
-    ev = mesh.points[info.edges[:, 1]] - mesh.points[info.edges[:, 0]]
+                       (kfun(X + [0, hstep]) - kfun(X - [0, hstep])) / (2 * hstep)], -1).reshape(mo, -1, 2)
+        eta[own] += np.einsum("mqd,md,mq,q->m", gk, gu[own], wq, tri.QUAD7_W) * area[own]
+    # edge term on the interior edges whose first cell is owned (each edge on one rank):
+    # −½ ∫_e ⟦k ∂n u_h⟧ w ds to both neighbours, ∫_e w ds = (2/3) m_e |e|
+    ev = mesh.points[E[:, 1]] - mesh.points[E[:, 0]]
     length = np.linalg.norm(ev, axis=1)
     normal = np.stack([ev[:, 1], -ev[:, 0]], axis=1) / length[:, None]
-    mid = 0.5 * (mesh.points[info.edges[:, 0]] + mesh.points[info.edges[:, 1]])
-    kmid = np.full(len(mid), float(kfun)) if np.isscalar(kfun) else kfun(mid)
+    mid = 0.5 * (mesh.points[E[:, 0]] + mesh.points[E[:, 1]])
     c0, c1 = info.edge_cells[:, 0], info.edge_cells[:, 1]
-    interior = c1 >= 0
-    jump = np.zeros(len(length))
-    # ⟦k ∂n u⟧ = k (∇u_{c0} − ∇u_{c1})·n for either orientation of n
-    jump[interior] = kmid[interior] * np.einsum("ed,ed->e", gu[c0[interior]] - gu[c1[interior]], normal[interior])
-    edge_int = jump * (2.0 / 3.0) * m_e * length
-    # sign: a(u_h, w) = Σ_K ∫_∂K k∂n u_h w; with n pointing out of c0, contribution −½⟦⟧ to each side
-    sgn = np.ones(len(length))
-    # orientation of normal relative to c0: outward if it points away from c0's centroid
-    cen0 = mesh.points[mesh.cells[c0]].mean(axis=1)
-    sgn = np.sign(np.einsum("ed,ed->e", mid - cen0, normal))
-    edge_term = sgn * edge_int  # = ∫_e (∇u_c0·n0 + ∇u_c1·n1) w with n0 outward of c0
-    eta = cell.copy()
-    np.add.at(eta, c0[interior], -0.5 * edge_term[interior])
-    np.add.at(eta, c1[interior], -0.5 * edge_term[interior])
-    # direct global estimate: ℓ(z2) − a(u_h, z2) with u_h interpolated into P2
-    u2 = np.concatenate([u, 0.5 * (u[info.edges[:, 0]] + u[info.edges[:, 1]])])
-    direct = float(b2 @ z2 - u2 @ (A2 @ z2))
-    g = prob.dirichlet
+    ie = np.flatnonzero((c1 >= 0) & own_mask[c0])
+    kmid = np.full(len(ie), float(kfun)) if np.isscalar(kfun) else kfun(mid[ie])
+    cen0 = mesh.points[mesh.cells[c0[ie]]].mean(axis=1)
+    n0 = normal[ie] * np.sign(np.einsum("ed,ed->e", mid[ie] - cen0, normal[ie]))[:, None]  # outward of c0
+    # (∇u_c0·n0 + ∇u_c1·n1) = (∇u_c0 − ∇u_c1)·n0
+    jump = kmid * np.einsum("ed,ed->e", gu[c0[ie]] - gu[c1[ie]], n0)
+    edge_term = jump * (2.0 / 3.0) * m_e[ie] * length[ie]
+    np.add.at(eta, c0[ie], -0.5 * edge_term)
+    np.add.at(eta, c1[ie], -0.5 * edge_term)
+    # direct global estimate: ℓ(z2) − a(u_h, z2) with u_h interpolated into P2 (own cells, summed)
+    u2 = np.concatenate([u, 0.5 * (u[E[:, 0]] + u[E[:, 1]])])
+    Kz = np.einsum("mab,mb->ma", K2, z2[d2])
+    direct = float(comm.allreduce(np.einsum("ma,ma->", f2, z2[d2]) - np.einsum("ma,ma->", u2[d2], Kz)))
     if prob.data_term and callable(g):  # constant data is interpolated exactly
-        # boundary-data term e_g·(j2 − A2 z2) on the boundary-edge midpoints (one cell each)
+        # boundary-data term e_g·(j2 − A2 z2) at the boundary-edge midpoints; each midpoint lies
+        # in one cell, so the element reaction of that (own) cell is the global one
         be = np.flatnonzero(info.boundary)
-        a_, b_ = mesh.points[info.edges[be, 0]], mesh.points[info.edges[be, 1]]
-        eg = g(mid[be]) - 0.5 * (g(a_) + g(b_))
-        react = (j2 - A2 @ z2)[N + be]
-        dterm = eg * react
+        eg = g(mid[be]) - 0.5 * (g(mesh.points[E[be, 0]]) + g(mesh.points[E[be, 1]]))
+        react = np.bincount(d2.ravel(), (je2 - Kz).ravel(), minlength=V2.ndofs)[N + be]
+        if j2_point is not None:
+            react = react + j2_point[N + be] * (comm.rank == 0)
+        dterm = np.where(own_mask[c0[be]], eg * react, 0.0)
         np.add.at(eta, c0[be], dterm)
-        direct += float(dterm.sum())
+        direct += float(comm.allreduce(dterm.sum()))
+    # every rank holds its own cells' terms (and the edge terms of its edges): sum them
+    eta = comm.allreduce(eta) if comm.size > 1 else eta
     est = float(eta.sum())
     err = eff = None
     if prob.exact_qoi is not None:

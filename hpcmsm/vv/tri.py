@@ -221,30 +221,42 @@ def space(mesh: TriMesh, order: int, info: EdgeInfo | None = None) -> Space:
     return Space(mesh, 2, dofs, N + len(info.edges), np.vstack([mesh.points, mids]), bd, info)
 
 
-def assemble(V: Space, conductivity=None, source=None):
-    """Stiffness ``∫ k ∇φ_a·∇φ_b`` (scipy CSR) and load ``∫ f φ_a``; ``k``, ``f`` callables of
-    points (n, 2) (or numbers). 7-point quadrature (exact for P2 with k constant)."""
-    import scipy.sparse as sps
-
-    G, area = bary_gradients(V.mesh)
+def element_matrices(V: Space, conductivity=None, source=None, cells: np.ndarray | None = None):
+    """Element stiffness ``∫_K k ∇φ_a·∇φ_b`` (m, nloc, nloc) and load ``∫_K f φ_a`` (m, nloc) of
+    the cells ``cells`` (default all); ``k``, ``f`` callables of points (n, 2) or numbers
+    (``source=None``: zero load). 7-point quadrature (exact for P2 with k constant)."""
+    cl = V.mesh.cells if cells is None else V.mesh.cells[cells]
+    G, area = bary_gradients(TriMesh(V.mesh.points, cl))
     Nq, D = shape(V.order, QUAD7_L)
-    grads = np.einsum("qai,mid->mqad", D, G)  # (M, nq, nloc, 2)
-    xq = np.einsum("qi,mid->mqd", QUAD7_L, V.mesh.points[V.mesh.cells])  # (M, nq, 2)
+    grads = np.einsum("qai,mid->mqad", D, G)  # (m, nq, nloc, 2)
+    xq = np.einsum("qi,mid->mqd", QUAD7_L, V.mesh.points[cl])  # (m, nq, 2)
     wq = area[:, None] * QUAD7_W[None, :]
-    M = V.mesh.ncells
+    M = len(cl)
     if conductivity is None or np.isscalar(conductivity):
         k = np.full((M, len(QUAD7_W)), 1.0 if conductivity is None else float(conductivity))
     else:
         k = conductivity(xq.reshape(-1, 2)).reshape(M, -1)
     Ke = np.einsum("mq,mqad,mqbd->mab", wq * k, grads, grads)
+    if source is None:
+        be = np.zeros((M, Nq.shape[1]))
+    else:
+        f = np.full(xq.shape[:2], float(source)) if np.isscalar(source) else source(xq.reshape(-1, 2)).reshape(M, -1)
+        be = np.einsum("mq,qa->ma", wq * f, Nq)
+    return Ke, be
+
+
+def assemble(V: Space, conductivity=None, source=None):
+    """Stiffness ``∫ k ∇φ_a·∇φ_b`` (scipy CSR) and load ``∫ f φ_a``; ``k``, ``f`` callables of
+    points (n, 2) (or numbers). 7-point quadrature (exact for P2 with k constant)."""
+    import scipy.sparse as sps
+
+    Ke, be = element_matrices(V, conductivity, source)
     nloc = V.cell_dofs.shape[1]
     rows = np.repeat(V.cell_dofs, nloc, axis=1).ravel()
     cols = np.tile(V.cell_dofs, (1, nloc)).ravel()
     A = sps.csr_matrix((Ke.ravel(), (rows, cols)), shape=(V.ndofs, V.ndofs))
     b = np.zeros(V.ndofs)
     if source is not None:
-        f = np.full(xq.shape[:2], float(source)) if np.isscalar(source) else source(xq.reshape(-1, 2)).reshape(M, -1)
-        be = np.einsum("mq,qa->ma", wq * f, Nq)
         np.add.at(b, V.cell_dofs.ravel(), be.ravel())
     return A, b
 

@@ -175,3 +175,16 @@ def test_verify_suite_passes_and_catches_a_wrong_modulus(comm):
     ex = r.studies[0].extra
     assert ex["vertices_to_reach_uniform_final_error"]["adaptive"] * 3 < ex["vertices_to_reach_uniform_final_error"]["uniform"]
     assert suites.run_suite(comm, "dwr-elasticity", perturb=1.05).status == "fail"
+
+
+@pytest.mark.mpi
+def test_cells_are_partitioned_across_ranks(comm):
+    """Each rank assembles a disjoint, balanced share of the cells; together they cover the mesh."""
+    from hpcmsm.vv.dwr_parallel import own_cells
+
+    mesh = tri.refine(tri.square_mesh(6), np.arange(0, 72, 5))
+    mine = own_cells(mesh, comm)
+    allc = np.concatenate(comm.allgather(mine))
+    assert np.array_equal(np.sort(allc), np.arange(mesh.ncells))
+    sizes = comm.allgather(len(mine))
+    assert max(sizes) - min(sizes) <= 1

@@ -66,6 +66,36 @@ def pair_energy(potential, x: np.ndarray, pairs: np.ndarray, box: np.ndarray | N
     return E, -grad
 
 
+def _triplets(bonds: np.ndarray) -> np.ndarray:
+    """All angles (c, j, k), j < k in bond order, from directed bonds (c, n) (vectorised: bonds
+    sorted by centre, each paired with the following ones of the same centre)."""
+    b = bonds[np.lexsort((bonds[:, 1], bonds[:, 0]))]
+    out = []
+    s = 1
+    while s < len(b):
+        same = b[s:, 0] == b[:-s, 0]
+        if not same.any():
+            break
+        out.append(np.stack([b[:-s, 0][same], b[:-s, 1][same], b[s:, 1][same]], axis=1))
+        s += 1
+    return np.concatenate(out) if out else np.zeros((0, 3), np.int64)
+
+
+def triplet_energy(potential, x: np.ndarray, triplets: np.ndarray, box: np.ndarray | None):
+    """Three-body energy (Stillinger–Weber) of the angles ``triplets`` (c, j, k) and forces (N, d)."""
+    N, d = x.shape
+    if len(triplets) == 0:
+        return 0.0, np.zeros((N, d))
+    c, j, k = triplets.T
+    rj = minimum_image(x[j] - x[c], box)
+    rk = minimum_image(x[k] - x[c], box)
+    E, Gj, Gk, _ = potential.triplet(rj, rk, hessian=False)
+    grad = np.zeros((N, d))
+    for a in range(d):
+        grad[:, a] = np.bincount(j, Gj[:, a], N) + np.bincount(k, Gk[:, a], N) - np.bincount(c, Gj[:, a] + Gk[:, a], N)
+    return float(E.sum()), -grad
+
+
 class ParallelRelaxation:
     """Minimise the pair-potential energy of N atoms over the free atoms with PETSc TAO.
 
@@ -104,12 +134,20 @@ class ParallelRelaxation:
     def _build(self, xall: np.ndarray) -> None:
         from petsc4py import PETSc
 
-        pairs = neighbour_pairs(xall, self.pot.rc + self.skin, self.box)
-        mine = (pairs[:, 0] >= self.lo) & (pairs[:, 0] < self.hi)
-        pairs = pairs[mine]
-        need = np.unique(np.concatenate([np.arange(self.lo, self.hi), pairs.ravel()])).astype(np.int64)
+        allp = neighbour_pairs(xall, self.pot.rc + self.skin, self.box)
+        own0 = (allp[:, 0] >= self.lo) & (allp[:, 0] < self.hi)
+        pairs = allp[own0]
+        bonds = None
+        if self.pot.three_body:
+            # angles centred on owned atoms: every bond from an owned centre (either pair order)
+            own1 = (allp[:, 1] >= self.lo) & (allp[:, 1] < self.hi)
+            bonds = np.concatenate([allp[own0], allp[own1][:, ::-1]])
+        extra = bonds.ravel() if bonds is not None else np.zeros(0, np.int64)
+        need = np.unique(np.concatenate([np.arange(self.lo, self.hi), pairs.ravel(), extra])).astype(np.int64)
         self.need = need
         self.loc_pairs = np.searchsorted(need, pairs)
+        if bonds is not None:
+            self.loc_triplets = _triplets(np.searchsorted(need, bonds))
         dofs = (need[:, None] * self.d + np.arange(self.d)).ravel().astype(PETSc.IntType)
         if self._scatter is not None:
             self._scatter.destroy()
@@ -175,6 +213,10 @@ class ParallelRelaxation:
             E, F = self._eam_local(xl)
         else:
             E, F = pair_energy(self.pot, xl, self.loc_pairs, self.box)
+            if self.pot.three_body:
+                E3, F3 = triplet_energy(self.pot, xl, self.loc_triplets, self.box)
+                E += E3
+                F += F3
         F[self.fixed[self.need]] = 0.0
         G.set(0.0)
         gl = self._xloc.duplicate()

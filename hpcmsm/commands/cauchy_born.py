@@ -205,8 +205,8 @@ def run_breakdown(cfg, cb, comm, outdir, text, audit, timers) -> dict:
     bd = cfg.breakdown
     lat = cb.lattice
     if cb.potential.three_body or getattr(cb.potential, "eam", False):
-        raise InputError("[breakdown] needs a pair potential (lj or morse); the explicit atomistic solver has no "
-                         "three-body or EAM terms")
+        raise InputError("[breakdown] needs a pair potential (lj or morse): the per-atom energies and non-affinity "
+                         "analysis are written for pair potentials")
     ring_min = (cb.potential.rc + 0.3) / lat.a
     if "edge_dislocation" in bd.defects and bd.ring <= ring_min:
         raise InputError(f"[breakdown] ring = {bd.ring} a must exceed the interaction range {ring_min:.3g} a")

@@ -24,12 +24,17 @@ effectivity of a flux QoI with non-zero data is ≈ 1 with it and far off withou
 ``Σ_K η_K`` is the global estimate ``η``; cells are marked by the Dörfler (bulk) criterion on
 ``|η_K|``.
 
-**Parallel model.**  The mesh and its refinement are replicated on every rank (they are cheap
-and deterministic); the linear systems are distributed PETSc matrices (rows in contiguous
-blocks) solved with a PETSc KSP under the options prefix ``dwr_`` (default CG + GAMG,
-rtol 1e-12), and marking cuts the sorted indicators only at gaps far above solver round-off, so the mesh
-sequence is identical at any rank count.  The meshes are not partitioned (DMPlex distribution
-is future work); assembly is vectorised numpy.
+**Parallel model.**  The mesh and its refinement are replicated on every rank (cheap and
+deterministic), the *cells* are partitioned by recursive coordinate bisection
+(:mod:`hpcmsm.vv.dwr_parallel`): each rank computes the element matrices, QoI loads and
+indicators of its own cells only, the rows are sent to their owners and the systems are solved
+by a PETSc KSP under the options prefixes ``dwr_primal_`` / ``dwr_dual_`` (default CG + GAMG,
+rtol 1e-12).  The solution vectors and the indicators are gathered on every rank (the jumps need
+neighbouring cells; marking needs all indicators).  Marking cuts the sorted indicators only at
+gaps far above solver round-off, so the mesh sequence is identical at any rank count.  Not
+distributed: the mesh itself, its refinement and the edge connectivity (O(cells) memory and work
+per rank) — a DMPlex-distributed mesh would need parallel newest-vertex bisection with
+conforming closure across ranks and a distributed P2 edge numbering.
 """
 from __future__ import annotations
 

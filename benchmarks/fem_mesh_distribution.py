@@ -157,6 +157,9 @@ def main() -> int:
     qual = quality()
     for k in (2, 3, 4, 8):
         qual += _mpirun(k, ["--quality-worker", str(k)])
+    import shutil
+
+    shutil.rmtree(tmp, ignore_errors=True)
     doc = {"benchmark": "fem_mesh_distribution", "command": " ".join(sys.argv), "runs": runs,
            "partition_quality": qual, "loadavg": os.getloadavg()}
     text = json.dumps(doc, indent=1)

@@ -624,10 +624,10 @@ def dual_graph(cell: str, degree: int, cells: np.ndarray):
     nc = len(cells)
     keys = np.concatenate([np.sort(corners[:, loc], axis=1) for loc in fl])
     owner = np.tile(np.arange(nc), len(fl))
-    _, inv = np.unique(keys, axis=0, return_inverse=True)
-    inv = inv.ravel()
-    o = np.argsort(inv, kind="stable")
-    same = inv[o][1:] == inv[o][:-1]                 # interior facets appear exactly twice
+    o = np.lexsort(keys.T)                           # equal facets become neighbours (faster than unique(axis=0))
+    ks = keys[o]
+    same = np.all(ks[1:] == ks[:-1], axis=1)         # interior facets appear exactly twice
+    del ks, keys
     a, b = owner[o][:-1][same], owner[o][1:][same]
     A = sp.csr_matrix((np.ones(2 * len(a), dtype=np.int8), (np.r_[a, b], np.r_[b, a])), shape=(nc, nc))
     A.sum_duplicates()

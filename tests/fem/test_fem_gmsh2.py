@@ -87,12 +87,13 @@ def _distorted_p2(n, cell):
 
 
 @pytest.mark.mpi
-@pytest.mark.parametrize("cell,ns", [("triangle", (4, 8, 16)), ("tetrahedron", (2, 4, 8))])
+@pytest.mark.parametrize("cell,ns", [("triangle", (4, 8, 16)), ("tetrahedron", (2, 4, 8)),
+                                     ("quadrilateral", (4, 8, 16)), ("hexahedron", (2, 4, 8))])
 def test_quadratic_mms_on_second_order_gmsh(comm, shared_tmp, cell, ns):
     from hpcmsm.fem import Dirichlet, error_norms, observed_orders, solve_diffusion
     from hpcmsm.fem.mesh import read_mesh, write_gmsh2
 
-    dim = 2 if cell == "triangle" else 3
+    dim = 2 if cell in ("triangle", "quadrilateral") else 3
     kappa = np.array([[2.0, 0.5], [0.5, 1.0]]) if dim == 2 else np.diag([1.0, 2.0, 1.5])
     u, gu, f = diffusion_mms(dim, kappa)
     errs = []

@@ -61,7 +61,7 @@ class MicroSection:
     volume_fraction: float = param(0.2, gt=0, lt=1, doc="particle/laminate volume fraction")
     particle_radius: float = param(2.0, gt=0, doc="random_particles: radius in voxels")
     seed: int = param(0, ge=0, doc="random_particles: seed")
-    bc: Literal["periodic", "kubc"] = param("periodic", doc="RVE boundary condition")
+    bc: Literal["periodic", "kubc", "tubc"] = param("periodic", doc="RVE boundary condition")
     rtol: float = param(1e-10, gt=0, lt=1, doc="RVE Newton tolerance (relative)")
     max_iterations: int = param(25, ge=1, doc="RVE Newton iterations before the step is cut back")
     matrix: PhaseSection = param(default_factory=lambda: PhaseSection(E=70e3, nu=0.33, sigma_y=100.0, H=500.0),

@@ -64,7 +64,7 @@ class VoxelRVE:
     phases : int array of shape (n,)*d, indexed [ix, iy(, iz)], values 0..len(materials)-1
     materials : one material per phase (all of the same ``dim`` as the cell)
     comm : the group communicator (``None`` for serial)
-    bc : ``"periodic"`` (default) or ``"kubc"``
+    bc : ``"periodic"`` (default), ``"kubc"`` or ``"tubc"``
     rtol : Newton tolerance on ‖r‖ relative to the assembled magnitude of the internal forces
     """
 
@@ -80,8 +80,8 @@ class VoxelRVE:
         for k, mat in enumerate(materials):
             if mat.dim != d:
                 raise InputError(f"RVE: material of phase {k} is {mat.dim}D but the voxel grid is {d}D")
-        if bc not in ("periodic", "kubc"):
-            raise InputError(f"RVE: unknown boundary condition {bc!r} (periodic or kubc)")
+        if bc not in ("periodic", "kubc", "tubc"):
+            raise InputError(f"RVE: unknown boundary condition {bc!r} (periodic, kubc or tubc)")
         self.comm = comm if comm is not None else _SerialComm()
         self.dim, self.n, self.bc = d, phases.shape[0], bc
         self.m = 3 if d == 2 else 6
@@ -124,11 +124,17 @@ class VoxelRVE:
         self.edofs = (self.enodes[:, :, None] * d + np.arange(d)).reshape(self.ne, nn * d)
         self.ndof = self.nnodes * d
         if bc == "periodic":
-            fixed_nodes = np.array([0])
-        else:
+            fixed = np.arange(d)                                        # node 0: translation
+        elif bc == "kubc":
             allijk = np.stack(np.unravel_index(np.arange(self.nnodes), (nside,) * d, order="F"), axis=1)
             fixed_nodes = np.flatnonzero(((allijk == 0) | (allijk == n)).any(axis=1))
-        fixed = (fixed_nodes[:, None] * d + np.arange(d)).ravel()
+            fixed = (fixed_nodes[:, None] * d + np.arange(d)).ravel()
+        else:
+            # TUBC: only the rigid modes are pinned (3-2-1 / 2-1 rule); their reactions vanish
+            # because internal forces and the uniform boundary traction are self-equilibrated
+            fixed = [0, 1, n * d + 1] if d == 2 else \
+                [0, 1, 2, n * d + 1, n * d + 2, n * nside * d + 2]
+            fixed = np.array(fixed)
         self.red = np.full(self.ndof, -1)
         free = np.setdiff1d(np.arange(self.ndof), fixed)
         self.red[free] = np.arange(len(free))
@@ -137,6 +143,14 @@ class VoxelRVE:
         # work split over the group: a block of voxels per rank
         self.e0, self.e1 = block_range(self.ne, self.comm.size, self.comm.rank)
         self._pattern()
+        self.GT = None
+        if bc == "tubc":
+            # ⟨ε(w)⟩ = 0 as m linear constraints G w = 0 (columns of Gᵀ: Σ_q w_q B_qᵀ e_k assembled);
+            # the Lagrange multiplier is the uniform boundary traction Σ·n
+            ne_loc = self.e1 - self.e0
+            Iq = np.broadcast_to(np.eye(self.m).ravel(), (ne_loc, self.nq, self.m * self.m)).reshape(ne_loc, -1)
+            Ge = (Iq @ self._Bcoup).reshape(ne_loc, -1, self.m)
+            self.GT = self._assemble_vec(Ge)[self.free]                  # (nred, m)
         # per-phase QP index lists (global order = element-major, point-minor)
         qp_phase = np.repeat(self.phase_e, self.nq)
         self.phase_qp = [np.flatnonzero(qp_phase == k) for k in range(len(materials))]
@@ -262,7 +276,21 @@ class VoxelRVE:
         return np.ascontiguousarray(self._X.getDenseArray())     # C order: it is broadcast as a buffer
 
     def _solve_root(self, K, rhs):
-        """Factorize on group rank 0, solve, broadcast. Returns (solution, True)."""
+        """Factorize on group rank 0, solve, broadcast. Returns (solution, True).
+
+        TUBC: the solution of the constrained system [K Gᵀ; G 0][x; λ] = [rhs; 0], by the Schur
+        complement S = G K⁻¹ Gᵀ (m extra right-hand sides with the same factorization):
+        x = P rhs with P = K⁻¹ − K⁻¹Gᵀ S⁻¹ G K⁻¹ (symmetric, P Gᵀ = 0)."""
+        if self.GT is not None:
+            r2 = rhs.reshape(len(rhs), -1)
+            X, _ = self._solve_root_raw(K, np.column_stack([r2, self.GT]))
+            k = r2.shape[1]
+            Xr, Y = X[:, :k], X[:, k:]
+            Xr = Xr - Y @ np.linalg.solve(self.GT.T @ Y, self.GT.T @ Xr)
+            return Xr.reshape(rhs.shape), True
+        return self._solve_root_raw(K, rhs)
+
+    def _solve_root_raw(self, K, rhs):
         if self.comm.rank == 0:
             self._factor(K)
             x = np.ascontiguousarray(self._backsolve(rhs))      # broadcast below as a C-order buffer
@@ -446,12 +474,14 @@ class VoxelRVE:
         E = np.asarray(E, dtype=float)
         k = self.m + self.ndof
         if guess is not None and not np.array_equal(guess[:k], state[:k]):
-            res = self._newton(E, state, guess)
+            # a warm start converges in a few iterations or not at all: cap it, then fall back
+            res = self._newton(E, state, guess, max_iterations=min(self.max_iterations, 10))
             if res[3]["converged"]:
                 return res
         return self._newton(E, state, state)
 
-    def _newton(self, E, state, start):
+    def _newton(self, E, state, start, max_iterations=None):
+        max_iterations = self.max_iterations if max_iterations is None else max_iterations
         E_n, w_n, mats = self._split_state(state)
         eps_old = self._strains(E_n, w_n)
         if start is state:
@@ -472,13 +502,16 @@ class VoxelRVE:
             buf = self._sum(np.concatenate([self._local_vec(fe), self._local_vec(np.abs(fe)),
                                             self._local_K(Ct.reshape(ne_loc, -1) @ self._Bstiff)]))
             r, fabs, K = buf[:nd], buf[nd:2 * nd], self._csr(buf[2 * nd:])
-            rn = np.linalg.norm(r[self.free])
+            rf = r[self.free]
+            if self.GT is not None:   # TUBC: the residual modulo the uniform traction Gᵀλ
+                rf = rf - self.GT @ np.linalg.lstsq(self.GT, rf, rcond=None)[0]
+            rn = np.linalg.norm(rf)
             ref = np.linalg.norm(fabs[self.free])
             rnorms.append(rn)
             if rn <= self.rtol * ref or rn < 1e-300:
                 converged = True
                 break
-            if it >= self.max_iterations or not np.isfinite(rn):
+            if it >= max_iterations or not np.isfinite(rn):
                 break
             dw, lu = self._solve_root(K, -r[self.free])
             w = w.copy()

@@ -344,9 +344,16 @@ def _run_heat(cfg, mesh, specs, dirichlet, neumann, opts, writer, timers, log, s
     stamp = dict(command_line=getattr(args, "argv", None))
     nsteps = cfg.problem.steps
 
+    from ..fem.mesh import from_natural, to_natural
+    from ..parallel import block_range
+
+    own_ids = mesh.node_ids[:mesh.n_owned]
+
     def save(k):
+        # natural node order, stacked natural blocks: rank-count independent, and a restart reads
+        # only its block (no rank holds the global field)
         with timers("checkpoint"):
-            ck.save(k, {"node_ids": mesh.node_ids[:mesh.n_owned].astype(np.int64), "temperature": T()},
+            ck.save(k, {"temperature": to_natural(comm, own_ids, T(), mesh.n_global)},
                     {"t": prob.t, "max_balance": prob.max_balance},
                     {"physics": "heat", "nodes": mesh.n_global, "dt": cfg.problem.dt,
                      "iterations": [int(i) for i in prob.iterations]}, **stamp)
@@ -360,10 +367,8 @@ def _run_heat(cfg, mesh, specs, dirichlet, neumann, opts, writer, timers, log, s
             if d.meta.get("dt") != cfg.problem.dt:
                 raise InputError(f"{ck.path}: written with dt = {d.meta.get('dt')}, the input has "
                                  f"dt = {cfg.problem.dt}")
-            ids = d.read("node_ids")
-            order = np.argsort(ids)
-            pos = order[np.searchsorted(ids[order], mesh.node_ids[:mesh.n_owned])]
-            prob.u.getArray()[:] = d.read("temperature")[pos]
+            s0, e0 = block_range(mesh.n_global, comm.size, comm.rank)
+            prob.u.getArray()[:] = from_natural(comm, own_ids, d.read("temperature", s0, e0), mesh.n_global)
             prob.u.ghostUpdate(prob.PETSc.InsertMode.INSERT, prob.PETSc.ScatterMode.FORWARD)
             step0 = d.step
             prob.t = float(d.scalars["t"])

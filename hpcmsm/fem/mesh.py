@@ -1084,3 +1084,26 @@ def to_natural(comm, ids: np.ndarray, values: np.ndarray, n_global: int) -> np.n
     for i, v in got:
         out[i - s] = v
     return out
+
+
+def from_natural(comm, ids: np.ndarray, block: np.ndarray, n_global: int) -> np.ndarray:
+    """Inverse of :func:`to_natural`: this rank holds the natural block ``block_range(n_global,
+    size, rank)`` of an array; return its rows for the natural ``ids`` this rank wants (collective;
+    two all-to-all exchanges, no rank holds more than its block + its rows)."""
+    from ..parallel import block_range
+
+    size = comm.size
+    s, _ = block_range(n_global, size, comm.rank)
+    block = np.asarray(block)
+    if size == 1:
+        return block[ids]
+    ends = np.array([block_range(n_global, size, r)[1] for r in range(size)])
+    dest = np.searchsorted(ends, ids, side="right")
+    order = np.argsort(dest, kind="stable")
+    cuts = np.r_[0, np.cumsum(np.bincount(dest, minlength=size))]
+    ids_s = ids[order]
+    asked = comm.alltoall([ids_s[cuts[r]:cuts[r + 1]] for r in range(size)])
+    got = comm.alltoall([block[np.asarray(q, dtype=np.int64) - s] for q in asked])
+    out = np.empty((len(ids),) + block.shape[1:], dtype=block.dtype)
+    out[order] = np.concatenate(got) if len(got) else out[order]
+    return out

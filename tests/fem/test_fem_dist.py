@@ -152,3 +152,22 @@ def test_parmetis_and_unknown_partitioners(comm):
         read_mesh(comm, PLATE, partitioner="metis")
     with pytest.raises(InputError, match="does not exist"):
         read_mesh(comm, "/nonexistent.msh")
+
+
+@pytest.mark.mpi
+def test_natural_order_redistribution(comm):
+    """to_natural stacks owned rows into natural blocks; from_natural gives every rank its rows back."""
+    from hpcmsm.fem.mesh import from_natural, read_mesh, to_natural
+    from hpcmsm.parallel import block_range
+
+    m = read_mesh(comm, PLATE, partitioner="ptscotch")
+    ids = m.node_ids[:m.n_owned]
+    vals = np.column_stack([ids * 1.5, -ids.astype(float)])
+    blk = to_natural(comm, ids, vals, m.n_global)
+    s, e = block_range(m.n_global, comm.size, comm.rank)
+    assert np.array_equal(blk[:, 0], np.arange(s, e) * 1.5)          # natural order, this rank's block
+    assert np.array_equal(from_natural(comm, ids, blk, m.n_global), vals)
+    # cells too
+    cb = to_natural(comm, m.cell_ids, m.cell_ids * 2, m.n_cells_global)
+    s, e = block_range(m.n_cells_global, comm.size, comm.rank)
+    assert np.array_equal(cb, np.arange(s, e) * 2)

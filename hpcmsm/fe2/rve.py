@@ -1,9 +1,11 @@
-"""Nonlinear voxel RVE: small-strain Newton on a periodic (or KUBC) cell, condensed tangent.
+"""Nonlinear voxel RVE: small-strain Newton on a periodic, KUBC or TUBC cell, condensed tangent.
 
-One Q1 element per voxel, phase per element, any material of :mod:`hpcmsm.materials.base` per
-phase (J2 plasticity, linear elasticity, ...).  The unit cell [0,1]^d carries the macro strain E
-plus a fluctuation w: ε(x) = E + ∇ˢw.  PBC identifies periodic nodes (no penalty) and fixes one
-node against rigid translation; KUBC sets w = 0 on the boundary.
+One Q1 element per voxel (the voxel element of :mod:`hpcmsm.homogenization.element`), phase per
+element, any material of :mod:`hpcmsm.materials.base` per phase (J2 plasticity, linear
+elasticity, ...).  The unit cell [0,1]^d carries the macro strain E plus a fluctuation w:
+ε(x) = E + ∇ˢw.  PBC identifies periodic nodes (no penalty) and fixes one node against rigid
+translation; KUBC sets w = 0 on the boundary; TUBC imposes ⟨ε(w)⟩ = 0 by a Lagrange multiplier
+(the uniform boundary traction), eliminated with a Schur complement on the same factorization.
 
 Homogenized quantities (the cell has unit volume):
 
@@ -12,24 +14,32 @@ Homogenized quantities (the cell has unit volume):
   C_hom = ⟨C_T⟩ − Fᵀ K_T⁻¹ F with F = ∫ Bᵀ C_T dV (m right-hand sides, one factorization),
 * Hill–Mandel residual |⟨σ:ε⟩ − Σ:E| / (|Σ||E|) of every solve.
 
+Cost of a solve: k Newton iterations = k + 1 numeric Cholesky factorizations (the symbolic one
+is done once per group: every RVE and iteration has the same pattern).  The pool passes the QP's
+trial state of the previous macro iteration as the Newton start (``solve(..., guess=)``), and
+the condensation factorization also gives one last Newton correction, so stresses are exact to
+round-off however few iterations a warm start needed.
+
 Work sharing on a group communicator of g ranks: every rank updates the materials and builds
 element matrices for its block of voxels (the expensive part for plasticity), the assembled
-matrix/residual are summed over the group, and group rank 0 solves with a sparse direct LU
-(SuperLU via scipy) and broadcasts the correction.  The linear solve itself is therefore not
-distributed: right for the 2D/small-3D RVEs FE² uses; huge 3D RVEs would want a PETSc solver
-on the group instead (documented limitation).
+matrix/residual are summed over the group, and group rank 0 factorizes (PETSc sparse Cholesky,
+AMD ordering, prefix ``micro_``; dense LAPACK for small 3D cells) and broadcasts the
+correction.  The linear solve itself is therefore not distributed: right for the 2D/small-3D
+RVEs FE² uses; huge 3D RVEs would want a PETSc solver on the group instead (documented
+limitation; :class:`hpcmsm.homogenization.RVEProblem` is that distributed solver for linear
+cells).
 
 Exact elastic reuse (:meth:`VoxelRVE.try_elastic`): the elastic corrector χ (K_e χ = −F_e) and the
 strain-localization field L(x) = I + Bχ are computed once per microstructure.  For a new macro
 strain the elastic prediction ε(x) = ε_n(x) + L(x)ΔE is checked point by point with the yield
-function; if no point yields, this prediction *is* the solution of the nonlinear cell problem
-and the homogenized tangent is the elastic C_hom — no assembly, no factorization.
+function (``material.elastic_ok``); if no point yields, this prediction *is* the solution of the
+nonlinear cell problem and the homogenized tangent is the elastic C_hom — no assembly, no
+factorization.
 """
 from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-import scipy.sparse.linalg as spla
 
 from ..errors import InputError
 from ..parallel import block_range

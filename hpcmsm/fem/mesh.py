@@ -788,7 +788,11 @@ def _plan(g: GlobalMesh, cpart: np.ndarray, size: int):
     counts = np.bincount(owner, minlength=size)
     starts = np.r_[0, np.cumsum(counts)]
     cells_new = new_id[g.cells]
-    cell_owner_nodes = owner[g.cells]
+    # cells touching each rank's owned nodes: unique (rank, cell) pairs, sorted by rank (one pass,
+    # not one scan of all cells per rank)
+    pairs = np.unique((owner[g.cells].astype(np.int64) * len(g.cells)
+                       + np.arange(len(g.cells))[:, None]).ravel())
+    tcut = np.searchsorted(pairs, np.arange(size + 1, dtype=np.int64) * len(g.cells))
     has_f = g.facets is not None and len(g.facets) > 0
     sets = {}
     if has_f:
@@ -808,7 +812,7 @@ def _plan(g: GlobalMesh, cpart: np.ndarray, size: int):
         used = np.unique(cn)
         ghosts = used[(used < s0) | (used >= s0 + n_owned)]
         lg = np.concatenate([np.arange(s0, s0 + n_owned), ghosts])
-        touch = cells_new[np.any(cell_owner_nodes == r, axis=1)]
+        touch = cells_new[pairs[tcut[r]:tcut[r + 1]] - r * len(g.cells)]
         pkg = dict(start=s0, n_owned=n_owned, cells=cn, cell_ids=mycells, cell_tags=g.cell_tags[mycells],
                    touch=touch, local_global=lg, points=g.points[perm[lg]], node_ids=perm[lg])
         if has_f:

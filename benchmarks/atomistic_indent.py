@@ -1,6 +1,7 @@
 """QC vs full atomistics on the nanoindentation example: DOFs, load error per depth, wall time.
 
-    ./run -n 2 python benchmarks/atomistic_indent.py [--nx 160 --ny 80]
+    ./run python benchmarks/atomistic_indent.py [--nx 160 --ny 80]                   # serial
+    mpirun -n 2 .venv/bin/python benchmarks/atomistic_indent.py                    # 2 ranks (env as in ./run)
 
 Prints one JSON object.  Runs ``hpcmsm qc`` with ``[indent]`` (adaptive, ghost-force corrected) and
 the full atomistic comparison at every depth; both use the same PETSc TAO/SNES minimisers on the

@@ -1,6 +1,7 @@
 """QC vs full atomistics on the vacancy-cluster-under-shear example: DOFs, energy error, wall time.
 
-    ./run -n 2 python benchmarks/atomistic_qc.py [--nx 120 --ny 140]
+    ./run python benchmarks/atomistic_qc.py [--nx 120 --ny 140]                     # serial
+    mpirun -n 2 .venv/bin/python benchmarks/atomistic_qc.py                        # 2 ranks (env as in ./run)
 
 Prints one JSON object.  Runs ``hpcmsm qc`` (adaptive, ghost-force corrected) with the full
 atomistic comparison switched on; both solvers use the same PETSc TAO/SNES minimisers on the same

@@ -65,8 +65,8 @@ class CylinderIndenter:
         return float(np.sum(self.K * s * s * (-d[:, 1]) / r))
 
     def contact(self, x: np.ndarray) -> tuple[int, float]:
-        """Number of atoms inside the indenter and the contact half-width (half the x-extent of those
-        atoms plus half a spacing is left to the caller; here: max |x − x_c| of the contact atoms)."""
+        """Number of atoms inside the indenter and the largest |x − x_c| among them (a crude contact
+        half-width: with a handful of atoms in contact it moves in jumps of one spacing)."""
         d, _, idx = self._terms(x)
         return len(idx), float(np.abs(d[:, 0]).max(initial=0.0))
 

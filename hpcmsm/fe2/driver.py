@@ -70,7 +70,11 @@ def micro_factory(cfg: FE2Input):
     mats = [phase_material(mi.matrix, dim), phase_material(mi.particle, dim)]
     if labels.max() == 0:
         mats = mats[:1]
-    return lambda sub: VoxelRVE(labels, mats, sub, bc=mi.bc, rtol=mi.rtol, max_iterations=mi.max_iterations)
+    from ..config import petsc_table_to_options
+
+    mopts = petsc_table_to_options(cfg.petsc).get("micro_") or {}      # [petsc.micro]
+    return lambda sub: VoxelRVE(labels, mats, sub, bc=mi.bc, rtol=mi.rtol, max_iterations=mi.max_iterations,
+                                petsc_options=mopts)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -200,3 +200,20 @@ def test_nonlinear_tubc_rve_tangent_fd_and_hill_mandel():
     assert np.abs(Cfd - C).max() < 1e-6 * np.abs(C).max()
     Sp = VoxelRVE(lab, mats, bc="periodic").solve(E, VoxelRVE(lab, mats).initial_state())[0]
     assert S @ E < Sp @ E
+
+
+def test_block_cholesky_path_equals_aij_path():
+    """The default micro factorization (node-block SBAIJ Cholesky in our AMD node order) and the
+    AIJ path taken with user [petsc.micro] options give the same plastic solve and tangent."""
+    lab, mats = _composite(8)
+    E = np.array([3e-3, -1e-3, 1.5e-3])
+    blk = VoxelRVE(lab, mats)
+    aij = VoxelRVE(lab, mats, petsc_options={"pc_factor_mat_ordering_type": "qmd"})
+    Sb, Cb, nb, ib = blk.solve(E, blk.initial_state())
+    Sa, Ca, na, ia = aij.solve(E, aij.initial_state())
+    assert blk._pdof is not None and aij._pdof is None          # both paths really taken
+    assert ib["iterations"] == ia["iterations"] and ib["plastic"] > 0.1
+    assert np.allclose(Sb, Sa, rtol=1e-12) and np.allclose(Cb, Ca, rtol=1e-10)
+    assert np.allclose(nb, na, rtol=1e-10, atol=1e-15)
+    blk.destroy()
+    aij.destroy()

@@ -21,6 +21,7 @@ from . import forms
 from .bcs import Dirichlet, Neumann, dirichlet_dofs, neumann_vector
 from .solvers import ELASTICITY_DEFAULTS, ksp_info, make_ksp, rigid_body_modes
 from .space import FunctionSpace, det_inv
+from .stepping import step_load
 
 
 @dataclass
@@ -288,15 +289,22 @@ class ElasticityProblem(_MechanicsBase):
             return msg or f"a material update failed on {failed} other rank(s)"
         Fe_blocks, Ke_blocks = [], []
         for g in self.groups:
+            lame = _isotropic_lame(g.material) if want_matrix else None
+            # identical cells (structured box) and a constant isotropic tangent: one element
+            # matrix for all cells (tests/fem/test_fem_assembly.py checks it against the general path)
+            same = lame is not None and sp.identical_cells()
             for ps, cells in self.group_cell_slices(g):
                 _, dNdx, w = self._geom_cells(cells)
                 B = forms.strain_operator(dNdx)
                 k0 = ps.start // nq
                 Fe_blocks.append((cells, forms.internal_force_small(B, g.stress[k0:k0 + len(cells)], w)))
                 if want_matrix:
-                    lame = _isotropic_lame(g.material)
-                    Ke_blocks.append((cells, forms.stiffness_isotropic(dNdx, *lame, w) if lame else
-                                      forms.stiffness_small(B, g.tangent[k0:k0 + len(cells)], w)))
+                    if same:
+                        Ke0 = forms.stiffness_isotropic(dNdx[:1], *lame, w[:1])
+                        Ke_blocks.append((cells, np.broadcast_to(Ke0, (len(cells),) + Ke0.shape[1:])))
+                    else:
+                        Ke_blocks.append((cells, forms.stiffness_isotropic(dNdx, *lame, w) if lame else
+                                          forms.stiffness_small(B, g.tangent[k0:k0 + len(cells)], w)))
         self._assemble_cells_vec(self.f_int, Fe_blocks)
         if want_matrix:
             self._assemble_cells_mat(self.A, Ke_blocks)
@@ -315,8 +323,15 @@ class ElasticityProblem(_MechanicsBase):
 
     def _assemble_cells_mat(self, A, blocks):
         sp = self.space
-        if len(blocks) == 1 and len(blocks[0][0]) == sp.ncells and np.all(blocks[0][0] == np.arange(sp.ncells)):
-            sp.assemble_matrix(A, [(slice(0, sp.ncells), blocks[0][1])])
+        runs = []           # blocks of consecutive cells (one material group): no reordering copy
+        for cells, Ke in blocks:
+            if len(cells) == 0:
+                continue
+            if not np.all(np.diff(cells) == 1):
+                break
+            runs.append((slice(int(cells[0]), int(cells[-1]) + 1), Ke))
+        else:
+            sp.assemble_matrix(A, runs)
             return
         # reorder into cell order (groups can interleave)
         K = np.zeros((sp.ncells, sp.ndofe, sp.ndofe))
@@ -393,42 +408,19 @@ class ElasticityProblem(_MechanicsBase):
         self.f_int_committed = fi.copy()
         self.lam = lam
 
+    def try_step(self, target: float) -> tuple[bool, int, str]:
+        """Newton from the committed state to load factor ``target`` (the stepping protocol of
+        :mod:`hpcmsm.fem.stepping`); material states stay trial until :meth:`commit`."""
+        self._u_committed = self.u.getArray(readonly=True).copy()
+        return self._newton(target)
+
     def solve(self, nsteps: int = 1, lam_end: float = 1.0, min_step: float = 1e-4, max_cuts: int = 8,
               callback: Callable | None = None, log=None, max_steps: int | None = None) -> list[dict]:
         """Load stepping from the committed load factor to ``lam_end`` in ``nsteps`` equal steps;
-        a failed step is retried with half the increment (up to ``max_cuts`` times)."""
-        if nsteps < 1:
-            raise InputError("number of load steps must be >= 1")
-        dlam0 = (lam_end - self.lam) / nsteps
-        dlam = dlam0
-        cuts = 0
-        sgn = 1.0 if dlam0 >= 0 else -1.0
-        done = 0
-        while sgn * (lam_end - self.lam) > 1e-12 * max(abs(lam_end), abs(dlam0)):
-            target = self.lam + dlam if sgn * (lam_end - self.lam - dlam) > 0 else lam_end
-            self._u_committed = self.u.getArray(readonly=True).copy()
-            ok, its, msg = self._newton(target)
-            if not ok:
-                cuts += 1
-                if cuts > max_cuts or abs(dlam / dlam0) < min_step:
-                    raise ConvergenceError(f"load step to λ={target:.6g} failed after {cuts - 1} cut-backs: {msg}")
-                if log:
-                    log(f"  step to λ={target:.6g} failed ({msg}); cutting the increment to {dlam / 2:.4g}")
-                dlam /= 2
-                continue
-            self.commit(target)
-            rec = {"lam": target, "newton_iterations": its, "cutbacks": cuts}
-            self.history.append(rec)
-            if callback:
-                callback(self, rec)
-            if log:
-                log(f"  λ = {target:.6g}: {its} Newton iterations")
-            cuts = 0
-            done += 1
-            if max_steps is not None and done >= max_steps:
-                break
-            dlam = dlam0 if abs(2 * dlam) >= abs(dlam0) else 2 * dlam
-        return self.history
+        a failed step is retried with half the increment (up to ``max_cuts`` times)
+        (:func:`hpcmsm.fem.stepping.step_load`)."""
+        return step_load(self, nsteps, lam_end, min_step=min_step, max_cuts=max_cuts, callback=callback,
+                         log=log, max_steps=max_steps, solver="Newton")
 
     def energy_audit(self) -> Audit:
         """External work = stored energy + dissipation (≥ 0)."""
@@ -532,56 +524,45 @@ class HyperelasticProblem(_MechanicsBase):
         ElasticityProblem._assemble_cells_mat(self, P, Ke)
         P.zeroRowsColumns(self.rows, 1.0)
 
+    def try_step(self, target: float) -> tuple[bool, int, str]:
+        """SNES from the committed displacement to load factor ``target``; the converged iterate
+        is kept as the trial until :meth:`commit` (the protocol of :mod:`hpcmsm.fem.stepping`)."""
+        x = self.u.copy()
+        self._set_bc(x, target)
+        self._lam_trial = target
+        self.snes.solve(None, x)
+        reason = self.snes.getConvergedReason()
+        its = self.snes.getIterationNumber()
+        if reason <= 0:
+            x.destroy()
+            return False, its, "det F <= 0" if not self.detF_min > 0 else f"SNES reason {reason}"
+        if getattr(self, "_x_trial", None) is not None:
+            self._x_trial.destroy()
+        self._x_trial = x
+        return True, its, ""
+
+    def commit(self, target: float) -> None:
+        """Accept the trial displacement: internal force and trapezoidal external work."""
+        from mpi4py import MPI
+
+        x, self._x_trial = self._x_trial, None
+        u_old = self.u.getArray(readonly=True).copy()
+        x.copy(self.u)
+        x.destroy()
+        self.u.ghostUpdate(self.PETSc.InsertMode.INSERT, self.PETSc.ScatterMode.FORWARD)
+        Fe, _ = self._eval(self.u, False)
+        fi_old = self.f_int.getArray(readonly=True).copy()
+        ElasticityProblem._assemble_cells_vec(self, self.f_int, Fe)
+        dW = 0.5 * float(np.dot(self.f_int.getArray(readonly=True) + fi_old, self.u.getArray(readonly=True) - u_old))
+        self.work += self.comm.allreduce(dW, op=MPI.SUM)
+        self.lam = target
+
     def solve(self, nsteps: int = 1, lam_end: float = 1.0, min_step: float = 1e-4, max_cuts: int = 8,
               callback: Callable | None = None, log=None, max_steps: int | None = None) -> list[dict]:
-        if nsteps < 1:
-            raise InputError("number of load steps must be >= 1")
-        dlam0 = (lam_end - self.lam) / nsteps
-        dlam, cuts = dlam0, 0
-        sgn = 1.0 if dlam0 >= 0 else -1.0
-        done = 0
-        while sgn * (lam_end - self.lam) > 1e-12 * max(abs(lam_end), abs(dlam0)):
-            target = self.lam + dlam if sgn * (lam_end - self.lam - dlam) > 0 else lam_end
-            x = self.u.copy()
-            self._set_bc(x, target)
-            self._lam_trial = target
-            self.snes.solve(None, x)
-            reason = self.snes.getConvergedReason()
-            its = self.snes.getIterationNumber()
-            if reason <= 0:
-                x.destroy()
-                cuts += 1
-                why = "det F <= 0" if not self.detF_min > 0 else f"SNES reason {reason}"
-                if cuts > max_cuts or abs(dlam / dlam0) < min_step:
-                    raise ConvergenceError(f"load step to λ={target:.6g} failed after {cuts - 1} cut-backs ({why})")
-                if log:
-                    log(f"  step to λ={target:.6g} failed ({why}); cutting the increment to {dlam / 2:.4g}")
-                dlam /= 2
-                continue
-            u_old = self.u.getArray(readonly=True).copy()
-            x.copy(self.u)
-            x.destroy()
-            self.u.ghostUpdate(self.PETSc.InsertMode.INSERT, self.PETSc.ScatterMode.FORWARD)
-            Fe, _ = self._eval(self.u, False)
-            fi_old = self.f_int.getArray(readonly=True).copy()
-            ElasticityProblem._assemble_cells_vec(self, self.f_int, Fe)
-            from mpi4py import MPI
-
-            dW = 0.5 * float(np.dot(self.f_int.getArray(readonly=True) + fi_old, self.u.getArray(readonly=True) - u_old))
-            self.work += self.comm.allreduce(dW, op=MPI.SUM)
-            self.lam = target
-            rec = {"lam": target, "newton_iterations": its, "cutbacks": cuts}
-            self.history.append(rec)
-            if callback:
-                callback(self, rec)
-            if log:
-                log(f"  λ = {target:.6g}: {its} Newton iterations (SNES)")
-            cuts = 0
-            done += 1
-            if max_steps is not None and done >= max_steps:
-                break
-            dlam = dlam0 if abs(2 * dlam) >= abs(dlam0) else 2 * dlam
-        return self.history
+        """Load stepping with cut-back (:func:`hpcmsm.fem.stepping.step_load`); a step whose Newton
+        iterates make det F ≤ 0 or whose SNES diverges is retried with half the increment."""
+        return step_load(self, nsteps, lam_end, min_step=min_step, max_cuts=max_cuts, callback=callback,
+                         log=log, max_steps=max_steps, solver="SNES")
 
     def deformation_gradients(self):
         """F at every local point per group: list of (group, (ncell, nq, d, d))."""
@@ -608,6 +589,8 @@ class HyperelasticProblem(_MechanicsBase):
 
     def destroy(self):
         super().destroy()
+        if getattr(self, "_x_trial", None) is not None:
+            self._x_trial.destroy()
         self.snes.destroy()
         self.F.destroy()
         self.work_u.destroy()

@@ -4,10 +4,12 @@ Degrees of freedom are node-interleaved (``dof = node * bs + component``), so PE
 ownership follows the node ownership and the block size ``bs`` tells GAMG about the vector field.
 
 Assembly (no Python loop over elements): element matrices are computed for chunks of cells
-as (ncell, ndof_e, ndof_e) arrays; entries of owned rows are summed straight into the CSR value
-array of the owned rows with ``np.bincount`` (positions precomputed once from the node graph) and
-handed to PETSc with one ``MatSetValuesCSR``; the few entries of rows owned by another rank (cells
-on the partition interface) go through one ``MatSetValuesRCV`` call and PETSc's stash.
+as (ncell, ndof_e, ndof_e) arrays; entries of owned rows are summed with ``np.bincount`` straight
+into the value arrays PETSc's AIJ matrix itself uses (created with the ``...WithArrays``
+constructors, diagonal and off-diagonal blocks in one buffer; positions precomputed once from the
+node graph), so there is no CSR copy and no row-by-row insertion; the few entries of rows owned by
+another rank (cells on the partition interface) go through one ``MatSetValuesRCV`` call and
+PETSc's stash.
 Vectors are summed into a ghosted local array and scattered back with ``ADD_VALUES``.
 """
 from __future__ import annotations
@@ -46,6 +48,23 @@ def det_inv(J: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return det, np.swapaxes(cof, -1, -2) / det[..., None, None]
 
 
+def _expand_csr(ptr: np.ndarray, cols: np.ndarray, bs: int, IT) -> tuple[np.ndarray, np.ndarray]:
+    """Dof-level CSR (indptr, indices) of a node-level CSR with ``bs`` interleaved components:
+    node row r becomes dof rows (r, 0..bs-1), each with the columns (c, 0..bs-1) of r's nodes c."""
+    if bs == 1:
+        return ptr.astype(IT), cols.astype(IT)
+    L = np.diff(ptr)
+    row_len = np.repeat(L * bs, bs)
+    indptr = np.zeros(len(L) * bs + 1, dtype=np.int64)
+    np.cumsum(row_len, out=indptr[1:])
+    idx = np.repeat(cols.astype(IT), bs) * bs + np.tile(np.arange(bs, dtype=IT), len(cols))
+    # every dof row of node row r repeats r's column list: gather it from idx (int32 index arrays:
+    # at 10⁶ DOFs the int64 versions alone took ~1.3 GB)
+    start_in_idx = np.repeat(ptr[:-1] * bs, bs)
+    gather = np.repeat((start_in_idx - indptr[:-1]).astype(IT), row_len) + np.arange(indptr[-1], dtype=IT)
+    return indptr.astype(IT), idx[gather].astype(IT, copy=False)
+
+
 class FunctionSpace:
     """Continuous Lagrange space of the mesh's element with ``bs`` components per node.
 
@@ -75,6 +94,7 @@ class FunctionSpace:
         self.cell_dofs_global = (mesh.node_global[mesh.cells][:, :, None] * bs + comp).reshape(self.ncells, -1)
         self._check_geometry()
         self._mat_structure = None
+        self._identical = None
 
     # ---------------------------------------------------------------- geometry
     def chunks(self) -> Iterator[slice]:
@@ -98,6 +118,25 @@ class FunctionSpace:
             J = np.matmul(X.transpose(0, 2, 1)[:, None], self.dN[None])
             bad += int(np.sum(det_inv(J)[0] <= 0))
         check_all(self.comm, bad == 0, f"mesh has {bad} inverted or degenerate cells (det J <= 0)")
+
+    def identical_cells(self) -> bool:
+        """True if every local cell is a translate of the first one with the same node order (to
+        1e-12 of its size), e.g. a structured box: then dN/dx and w|J| are the same in all cells,
+        and so is the element matrix of a spatially constant tangent (callers may compute it once).
+        Rank-local and cached."""
+        if self._identical is None:
+            ok = True
+            if self.ncells:
+                X0 = self.mesh.points[self.mesh.cells[0]]
+                rel0 = X0 - X0[0]
+                tol = 1e-12 * max(float(np.abs(rel0).max()), 1e-300)
+                for sl in self.chunks():
+                    X = self.mesh.points[self.mesh.cells[sl]]
+                    if np.abs(X - X[:, :1] - rel0).max(initial=0.0) > tol:
+                        ok = False
+                        break
+            self._identical = ok
+        return self._identical
 
     def quadrature_points(self) -> np.ndarray:
         """Physical coordinates of all local quadrature points (ncell, nq, d)."""
@@ -139,87 +178,132 @@ class FunctionSpace:
 
     # ---------------------------------------------------------------- matrices
     def _structure(self):
+        """Sparsity of the owned rows, split like PETSc's (MPI)AIJ stores it: a *diagonal* block
+        (columns owned by this rank, local column numbers) and an *off-diagonal* block (other
+        ranks' columns, global numbers), each a dof-level CSR; both value arrays are laid out in
+        one buffer ``[diag | off]`` that the matrix uses without a copy.  Cached on the space.
+
+        For a node-graph entry e of node row r, the value of (row dof i, column dof j) lives at
+        ``ebase[e] + i * estride[e] + j`` in that buffer (bs² values per node pair)."""
         if self._mat_structure is not None:
             return self._mat_structure
         m, bs = self.mesh, self.bs
-        ptr, cols = m.row_ptr, m.row_cols
-        L = np.diff(ptr)
-        rowid = np.repeat(np.arange(m.n_owned), L)
-        Ng = m.n_global
-        keys = rowid * Ng + cols                                  # sorted (CSR rows, sorted cols)
-        gn = m.node_global[m.cells]                               # (c, nen)
-        r = np.repeat(gn[:, :, None], self.nen, axis=2)
-        c = np.repeat(gn[:, None, :], self.nen, axis=1)
-        own = (r >= m.node_start) & (r < m.node_start + m.n_owned)
-        rl = np.where(own, r - m.node_start, 0)
-        pos = np.searchsorted(keys, rl * Ng + c)
-        del keys, rl, c, r
         IT = self.PETSc.IntType
-        pos = np.where(own, pos, -1).astype(IT if pos.size and pos.max(initial=0) < 2 ** 31 - 1 else np.int64)
-        # dof-level CSR of the owned rows; index arrays in PETSc's integer type (int32 here):
-        # at 10⁶ DOFs the int64 versions of gather/indices alone took ~1.3 GB
-        ii = np.arange(bs, dtype=IT)
-        row_len = np.repeat(L * bs, bs)
-        indptr = np.zeros(m.n_owned * bs + 1, dtype=np.int64)
-        np.cumsum(row_len, out=indptr[1:])
-        idx = (np.repeat(cols.astype(IT), bs) * bs + np.tile(ii, len(cols)))   # one node row's dof cols
-        # indices: for node row r, dof row (r, i) has the same column list (length bs*L_r)
-        start_in_idx = np.repeat(ptr[:-1] * bs, bs)
-        gather = np.repeat((start_in_idx - indptr[:-1]).astype(IT), row_len) + np.arange(indptr[-1], dtype=IT)
-        indices = idx[gather]
-        self._mat_structure = dict(pos=pos, own=own, ptr=ptr, L=L, indptr=indptr.astype(IT),
-                                   indices=indices.astype(IT, copy=False), nnz=int(indptr[-1]))
-        del indices, idx, gather
+        ptr, cols = m.row_ptr, m.row_cols
+        ns, no = m.node_start, m.n_owned
+        L = np.diff(ptr)
+        rowid = np.repeat(np.arange(no), L)
+        Ng = m.n_global
+        gn = m.node_global[m.cells]                                  # (c, nen)
+        own = (gn >= ns) & (gn < ns + no)                            # row node owned (c, nen)
+        rl = np.where(own, gn - ns, 0)
+        keys = rowid * Ng + cols                                     # sorted (CSR rows, sorted cols)
+        pos = np.searchsorted(keys, (rl * Ng)[:, :, None] + gn[:, None, :])
+        del keys, rl
+        pos = np.where(own[:, :, None], pos, -1).astype(IT if len(cols) < 2 ** 31 - 1 else np.int64)
+        dg = (cols >= ns) & (cols < ns + no)                         # owned column: diagonal block
+        Ld = np.bincount(rowid, weights=dg, minlength=no).astype(np.int64) if no else np.zeros(0, np.int64)
+        Lo = L - Ld
+        dptr = np.concatenate([[0], np.cumsum(Ld)]).astype(np.int64)
+        optr = np.concatenate([[0], np.cumsum(Lo)]).astype(np.int64)
+        cd = np.cumsum(dg) - 1                                       # index among the diagonal entries
+        co = np.cumsum(~dg) - 1
+        b2 = bs * bs
+        nnz_d, nnz_o = b2 * int(dptr[-1]), b2 * int(optr[-1])
+        ebase = np.where(dg, b2 * dptr[rowid] + bs * (cd - dptr[rowid]),
+                         nnz_d + b2 * optr[rowid] + bs * (co - optr[rowid]))
+        VT = IT if nnz_d + nnz_o < 2 ** 31 - 1 else np.int64
+        ebase = ebase.astype(VT)
+        estride = (bs * np.where(dg, Ld[rowid], Lo[rowid])).astype(VT)
+        dI, dJ = _expand_csr(dptr, cols[dg] - ns, bs, IT)
+        oI, oJ = _expand_csr(optr, cols[~dg], bs, IT)
+        self._mat_structure = dict(pos=pos, own=own, ebase=ebase, estride=estride, VT=VT,
+                                   diag=(dI, dJ), off=(oI, oJ), nnz_d=nnz_d, nnz=nnz_d + nnz_o)
         return self._mat_structure
 
     def create_matrix(self):
-        """Preallocated AIJ matrix with block size ``bs`` (the sparsity of the mesh)."""
+        """AIJ matrix with block size ``bs`` and the sparsity of the mesh, assembled (zero).
+
+        The matrix keeps this space's value buffer (PETSc's MatCreate(Seq|MPI)AIJWith(Split)Arrays,
+        no copy), so :meth:`assemble_matrix` sums element matrices straight into PETSc's storage
+        instead of building a CSR copy and inserting it row by row."""
         PETSc = self.PETSc
         s = self._structure()
-        A = PETSc.Mat().createAIJ(((self.n_owned, self.n_global), (self.n_owned, self.n_global)), bsize=self.bs,
-                                  csr=(s["indptr"], s["indices"]),
-                                  comm=self.comm)
+        vals = np.zeros(s["nnz"])
+        dI, dJ = s["diag"]
+        size = ((self.n_owned, self.n_global), (self.n_owned, self.n_global))
+        if self.comm.size == 1:
+            csr = (dI, dJ.copy(), vals)
+        else:           # PETSc rewrites the off-diagonal column indices in place: give it a copy
+            oI, oJ = s["off"]
+            csr = ((dI, dJ.copy(), vals[:s["nnz_d"]]), (oI, oJ.copy(), vals[s["nnz_d"]:]))
+        A = PETSc.Mat().createAIJWithArrays(size, csr, bsize=self.bs, comm=self.comm)
+        A.setBlockSize(self.bs)       # petsc4py 3.18 drops bsize here; GAMG needs it
+        used = A.getAttr("__csr__")
+        used = [used] if self.comm.size == 1 else list(used or [])
+        shared = len(used) > 0 and all(np.shares_memory(u[2], vals) or u[2].size == 0 for u in used)
+        A.setAttr("_hpcmsm_values", vals if shared else None)   # else assemble by MatSetValuesCSR
         A.setOption(PETSc.Mat.Option.NEW_NONZERO_ALLOCATION_ERR, True)
         return A
+
+    def _positions(self, sl: slice) -> tuple[np.ndarray, np.ndarray | None]:
+        """Buffer position of every element-matrix entry of the cells ``sl`` (c, ndof_e, ndof_e)
+        and the mask of entries in owned rows (None if all are)."""
+        s = self._structure()
+        bs, nen, VT = self.bs, self.nen, s["VT"]
+        p = s["pos"][sl]
+        own = s["own"][sl]
+        allown = bool(own.all())
+        if not allown:
+            p = np.where(p >= 0, p, 0)
+        base, stride = s["ebase"][p], s["estride"][p]                # (c, nen, nen)
+        c = len(p)
+        dp = np.empty((c, nen, bs, nen, bs), dtype=VT)
+        ii = np.arange(bs, dtype=VT)
+        # dp = base + i * stride + j, written in place (no int64 5-D temporaries)
+        np.multiply(stride[:, :, None, :, None], ii[None, None, :, None, None], out=dp)
+        dp += base[:, :, None, :, None]
+        dp += ii
+        dp = dp.reshape(c, nen * bs, nen * bs)
+        if allown:
+            return dp, None
+        return dp, np.repeat(np.repeat(own, bs, axis=1), bs * nen, axis=1).reshape(dp.shape)
 
     def assemble_matrix(self, A, cell_matrices: Iterable[tuple[slice, np.ndarray]] | np.ndarray):
         """Sum element matrices (c, ndof_e, ndof_e) into ``A`` (zeroed first)."""
         PETSc = self.PETSc
         s = self._structure()
-        bs, nen = self.bs, self.nen
         if isinstance(cell_matrices, np.ndarray):
             cell_matrices = [(slice(0, self.ncells), cell_matrices)]
-        data = np.zeros(s["nnz"])
+        vals = A.getAttr("_hpcmsm_values")
+        direct = vals is not None
+        if direct:
+            A.zeroEntries()                   # PETSc's storage *is* vals: zeroed in place
+        else:
+            vals = np.zeros(s["nnz"])
         iface_R, iface_V = [], []
-        ptr, L = s["ptr"], s["L"]
-        ii = np.arange(bs)
         for sl, Ke in cell_matrices:
-            p = s["pos"][sl]                                         # (c, nen, nen)
-            own = s["own"][sl]
-            cells = self.mesh.cells[sl]
-            rnode = np.where(cells < self.mesh.n_owned, cells, 0)
-            sr, Lr = ptr[rnode], L[rnode]                            # (c, nen)
-            base = (bs * bs * sr)[:, :, None] + (p - sr[:, :, None]) * bs    # (c, nen, nen)
-            # dof position: base + i*bs*L_r + j  for row comp i, col comp j
-            dp = (base[:, :, None, :, None]
-                  + ii[None, None, :, None, None] * (bs * Lr)[:, :, None, None, None]
-                  + ii[None, None, None, None, :])
-            dp = dp.reshape(Ke.shape)
-            if own.all():                                            # no rows of other ranks
-                w, q, mask = Ke.ravel(), dp.ravel(), None
+            dp, mask = self._positions(sl)
+            if mask is None:
+                w, q = Ke.ravel(), dp.ravel()
             else:
-                mask = np.repeat(np.repeat(own, bs, axis=1), bs, axis=2)    # row owned (c, nen*bs, nen*bs)
                 w, q = Ke[mask], dp[mask]
             if q.size:
                 lo, hi = int(q.min()), int(q.max()) + 1
-                data[lo:hi] += np.bincount(q - lo, weights=w, minlength=hi - lo)
-            iface = self.mesh.interface[sl]
-            if iface.any() and mask is not None:
-                Kg = np.where(mask[iface], 0.0, Ke[iface])
-                iface_R.append(self.cell_dofs_global[sl][iface])
-                iface_V.append(Kg)
-        A.zeroEntries()
-        A.setValuesCSR(s["indptr"], s["indices"], data, addv=PETSc.InsertMode.ADD)
+                vals[lo:hi] += np.bincount(q - lo, weights=w, minlength=hi - lo)
+            if mask is not None:
+                iface = self.mesh.interface[sl]
+                if iface.any():               # rows owned by other ranks: PETSc's stash
+                    iface_R.append(self.cell_dofs_global[sl][iface])
+                    iface_V.append(np.where(mask[iface], 0.0, Ke[iface]))
+        if not direct:
+            A.zeroEntries()
+            dI, dJ = s["diag"]
+            oI, oJ = s["off"]
+            A.setValuesCSR(dI, (dJ + self.dof_start).astype(PETSc.IntType), vals[:s["nnz_d"]],
+                           addv=PETSc.InsertMode.ADD)
+            if len(oJ):
+                A.setValuesCSR(oI, oJ, vals[s["nnz_d"]:], addv=PETSc.InsertMode.ADD)
         if iface_R:
             R = np.concatenate(iface_R).astype(PETSc.IntType)
             A.setValuesRCV(R, R, np.concatenate(iface_V), addv=PETSc.InsertMode.ADD)

@@ -4,7 +4,7 @@ error, effectivity, wall time) and, on one fixed mesh, where the time of one est
 (replicated mesh work vs cell-partitioned assembly/solves/indicators).
 
     ./run python benchmarks/vv_dwr_elasticity.py                 # 1 rank
-    ./run -n 2 python benchmarks/vv_dwr_elasticity.py            # 2 ranks (same mesh sequence)
+    mpirun -n 2 .venv/bin/python benchmarks/vv_dwr_elasticity.py  # 2 ranks (same mesh sequence)
 Prints one JSON object (rank 0).  No peer code: deal.II/DUNE/FEniCS DWR are not installed here.
 """
 import argparse

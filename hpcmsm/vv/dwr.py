@@ -162,16 +162,16 @@ def estimate(comm, prob: PoissonProblem, mesh: tri.TriMesh, prefix: str = "dwr_"
 
     Cell-partitioned (:mod:`hpcmsm.vv.dwr_parallel`): each rank computes the element matrices,
     QoI loads and indicators of its own cells only; ``eta`` and ``u_h`` are returned on every rank."""
-    from .dwr_parallel import own_cells, solve_partitioned
+    from .dwr_parallel import dof_owners, partition, solve_partitioned
 
     info = tri.edge_info(mesh)
     V1 = tri.space(mesh, 1, info)
     V2 = tri.space(mesh, 2, info)
     kfun = prob.conductivity
     N, M = mesh.npoints, mesh.ncells
-    own = own_cells(mesh, comm)
-    own_mask = np.zeros(M, bool)
-    own_mask[own] = True
+    part = partition(mesh, comm)
+    own_mask = part == comm.rank
+    own = np.flatnonzero(own_mask)
     E = info.edges
     # primal: P1, u = g on the boundary
     K1, f1 = tri.element_matrices(V1, kfun, prob.source, own)
@@ -184,7 +184,8 @@ def estimate(comm, prob: PoissonProblem, mesh: tri.TriMesh, prefix: str = "dwr_"
         g1[V1.boundary_dofs] = g(V1.dof_points[V1.boundary_dofs])
     elif g:
         g1[V1.boundary_dofs] = float(g)
-    u = solve_partitioned(comm, V1.ndofs, d1, K1, d1.ravel(), f1.ravel(), fixed1, g1, None, prefix + "primal_")
+    u = solve_partitioned(comm, V1.ndofs, d1, K1, d1.ravel(), f1.ravel(), fixed1, g1, None, prefix + "primal_",
+                          dof_owners(V1.cell_dofs, part, V1.ndofs))
     # dual: P2, z = 0 on the boundary, load = the QoI's element vectors (or a point functional)
     K2, f2 = tri.element_matrices(V2, kfun, prob.source, own)
     d2 = V2.cell_dofs[own]
@@ -213,7 +214,8 @@ def estimate(comm, prob: PoissonProblem, mesh: tri.TriMesh, prefix: str = "dwr_"
         jd, jv = np.concatenate([jd, nz]), np.concatenate([jv, j2_point[nz]])
     fixed2 = np.zeros(V2.ndofs, bool)
     fixed2[V2.boundary_dofs] = True
-    z2 = solve_partitioned(comm, V2.ndofs, d2, K2, jd, jv, fixed2, np.zeros(V2.ndofs), None, prefix + "dual_")
+    z2 = solve_partitioned(comm, V2.ndofs, d2, K2, jd, jv, fixed2, np.zeros(V2.ndofs), None, prefix + "dual_",
+                           dof_owners(V2.cell_dofs, part, V2.ndofs))
     # w = z2 − I_h z2 is a pure edge-bubble field: its coefficient on edge e is z2(mid) − mean(z2(ends))
     m_e = z2[N:] - 0.5 * (z2[E[:, 0]] + z2[E[:, 1]])
     G, area = tri.bary_gradients(mesh)

@@ -41,7 +41,7 @@ import numpy as np
 
 from . import tri
 from .dwr import DWRResult, DWRStep, dorfler_mark
-from .dwr_parallel import rcb_partition, solve_partitioned  # noqa: F401 (re-exported)
+from .dwr_parallel import dof_owners, rcb_partition, solve_partitioned  # noqa: F401 (re-exported)
 
 _COMPONENT = {"xx": 0, "yy": 1, "xy": 2}
 # Gauss–Legendre 3 points on [0, 1] for edge integrals (exact to degree 5)
@@ -256,7 +256,8 @@ def estimate(comm, prob: ElasticityProblem, mesh: tri.TriMesh, prefix: str = "dw
     td, tv = _traction_load(V1, prob, neu, own_mask)
     with T("dwr: primal solve (row exchange + KSP)"):
         u = solve_partitioned(comm, 2 * V1.ndofs, L1.dofs, L1.Ke, np.concatenate([L1.dofs.ravel(), td]),
-                              np.concatenate([L1.be.ravel(), tv]), fixed1, g1, V1.dof_points, prefix + "primal_")
+                              np.concatenate([L1.be.ravel(), tv]), fixed1, g1, V1.dof_points, prefix + "primal_",
+                              np.repeat(dof_owners(V1.cell_dofs, part, V1.ndofs), 2))
     j1 = _qoi_element_vectors(L1, chi, vol, prob.component)
     Jh = float(comm.allreduce(np.einsum("ma,ma->", j1, u[L1.dofs])))
 
@@ -267,7 +268,8 @@ def estimate(comm, prob: ElasticityProblem, mesh: tri.TriMesh, prefix: str = "dw
     fixed2[2 * fd2] = fixed2[2 * fd2 + 1] = True
     with T("dwr: dual solve (row exchange + KSP)"):
         z2 = solve_partitioned(comm, 2 * V2.ndofs, L2.dofs, L2.Ke, L2.dofs.ravel(), j2.ravel(), fixed2,
-                               np.zeros(2 * V2.ndofs), V2.dof_points, prefix + "dual_")
+                               np.zeros(2 * V2.ndofs), V2.dof_points, prefix + "dual_",
+                               np.repeat(dof_owners(V2.cell_dofs, part, V2.ndofs), 2))
     with T("dwr: indicators (own cells) + gather"):
         return _indicators(comm, prob, mesh, info, V1, V2, L1, L2, own, own_mask, neu, dire, cen, u, z2, j2, Jh)
 

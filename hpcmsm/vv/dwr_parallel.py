@@ -14,10 +14,23 @@ from __future__ import annotations
 import numpy as np
 
 
+def dof_owners(cell_dofs: np.ndarray, part: np.ndarray, ndofs: int) -> np.ndarray:
+    """Owner rank of every DOF: the lowest part among the cells containing it (cells (M, k),
+    ``part`` (M,)); DOFs in no cell get part 0."""
+    owner = np.full(ndofs, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(owner, cell_dofs.ravel(), np.repeat(part, cell_dofs.shape[1]))
+    owner[owner == np.iinfo(np.int64).max] = 0
+    return owner
+
+
+def partition(mesh, comm) -> np.ndarray:
+    """Owner rank of every cell of ``mesh`` (RCB of the centroids); the same on every rank."""
+    return rcb_partition(mesh.points[mesh.cells].mean(axis=1), comm.size)
+
+
 def own_cells(mesh, comm) -> np.ndarray:
     """Indices of the cells of ``mesh`` owned by this rank (RCB of the centroids)."""
-    cen = mesh.points[mesh.cells].mean(axis=1)
-    return np.flatnonzero(rcb_partition(cen, comm.size) == comm.rank)
+    return np.flatnonzero(partition(mesh, comm) == comm.rank)
 
 
 def rcb_partition(x: np.ndarray, nparts: int) -> np.ndarray:
@@ -47,7 +60,7 @@ def rcb_partition(x: np.ndarray, nparts: int) -> np.ndarray:
 
 def solve_partitioned(comm, n: int, loc_dofs: np.ndarray, Ke: np.ndarray, rhs_dofs: np.ndarray,
                       rhs_vals: np.ndarray, fixed: np.ndarray, g: np.ndarray, coords: np.ndarray | None,
-                      prefix: str) -> np.ndarray:
+                      prefix: str, dof_owner: np.ndarray | None = None) -> np.ndarray:
     """Solve ``K u = f`` with ``u = g`` on ``fixed`` (bool (n,)) from element contributions.
 
     Each rank passes only its own cells' element matrices ``Ke`` (m, k, k) on global DOFs
@@ -56,6 +69,9 @@ def solve_partitioned(comm, n: int, loc_dofs: np.ndarray, Ke: np.ndarray, rhs_do
     numbering is split by owner row block and exchanged (one alltoall), and the owned rows form a
     PETSc AIJ matrix (CG + GAMG; for a 2D vector field with interleaved components pass the node
     coordinates ``coords`` (n/2, 2) to attach the rigid-body near-null space; None for scalars).
+    ``dof_owner`` (n,): the rank owning each DOF's row (see :func:`dof_owners`); the free DOFs are
+    renumbered rank by rank so each rank's rows are those of its own subdomain (default:
+    contiguous blocks of the DOF index, which scatters rows across the domain after refinement).
     Returns the full solution on every rank."""
     import scipy.sparse as sps
     from petsc4py import PETSc
@@ -64,8 +80,19 @@ def solve_partitioned(comm, n: int, loc_dofs: np.ndarray, Ke: np.ndarray, rhs_do
     from ..parallel import block_range, petsc_options
 
     free = ~fixed
-    fmap = np.cumsum(free) - 1
     nf = int(free.sum())
+    fidx = np.flatnonzero(free)                       # old index of each free DOF
+    size, rank = comm.size, comm.rank
+    if dof_owner is None:
+        order = np.arange(nf)
+        blocks = [block_range(nf, size, r) for r in range(size)]
+    else:
+        fo = np.asarray(dof_owner)[fidx]
+        order = np.argsort(fo, kind="stable")         # new position → free-DOF position
+        off = np.concatenate([[0], np.cumsum(np.bincount(fo, minlength=size))])
+        blocks = [(int(off[r]), int(off[r + 1])) for r in range(size)]
+    fmap = np.full(n, -1, dtype=np.int64)
+    fmap[fidx[order]] = np.arange(nf)
     ug = np.where(fixed, g, 0.0)
     # element-level elimination of the Dirichlet values
     f = np.bincount(rhs_dofs, rhs_vals, minlength=n)
@@ -76,9 +103,7 @@ def solve_partitioned(comm, n: int, loc_dofs: np.ndarray, Ke: np.ndarray, rhs_do
     C = np.tile(loc_dofs, (1, k)).ravel()
     keep = free[R] & free[C]
     Aloc = sps.csr_matrix((Ke.ravel()[keep], (fmap[R[keep]], fmap[C[keep]])), shape=(nf, nf))
-    floc = f[free]
-    size, rank = comm.size, comm.rank
-    blocks = [block_range(nf, size, r) for r in range(size)]
+    floc = f[fidx[order]]
     send = [(Aloc[lo:hi], floc[lo:hi]) for lo, hi in blocks]
     recv = comm.alltoall(send) if size > 1 else send
     lo, hi = blocks[rank]
@@ -93,7 +118,7 @@ def solve_partitioned(comm, n: int, loc_dofs: np.ndarray, Ke: np.ndarray, rhs_do
     modes, nsp = [], None
     if coords is not None:
         # rigid-body modes (two translations, one rotation) on the owned free DOFs
-        gdof = np.flatnonzero(free)[lo:hi]
+        gdof = fidx[order][lo:hi]
         node, comp = gdof // 2, gdof % 2
         xy = coords[node]
         for m in range(3):
@@ -124,5 +149,5 @@ def solve_partitioned(comm, n: int, loc_dofs: np.ndarray, Ke: np.ndarray, rhs_do
     if reason < 0:
         raise ConvergenceError(f"{prefix} KSP diverged (reason {reason})")
     u = ug.copy()
-    u[free] = np.concatenate(comm.allgather(local)) if size > 1 else local
+    u[fidx[order]] = np.concatenate(comm.allgather(local)) if size > 1 else local
     return u

@@ -14,6 +14,7 @@ trapezoidal energy balance, Newton order) is recorded; all runs must give the sa
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -115,6 +116,7 @@ def main():
     ap.add_argument("--measure", default="time", choices=("time", "iterations"),
                     help="cost measure of the balancer (iterations: deterministic, for a shared machine)")
     ap.add_argument("--json", default=None, help="also write the result to this file")
+    ap.add_argument("--keep", action="store_true", help="keep the run directories (full size: ~0.3 GB checkpoint each)")
     a = ap.parse_args()
     full = dict(cells=[32, 8], voxels=32, steps=10)
     quick = dict(cells=[8, 4], voxels=16, steps=4)
@@ -170,6 +172,8 @@ def main():
     if a.json:
         with open(a.json, "w") as fh:
             fh.write(txt + "\n")
+    if not a.keep:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

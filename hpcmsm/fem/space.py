@@ -243,31 +243,38 @@ class FunctionSpace:
         used = [used] if self.comm.size == 1 else list(used or [])
         shared = len(used) > 0 and all(np.shares_memory(u[2], vals) or u[2].size == 0 for u in used)
         A.setAttr("_hpcmsm_values", vals if shared else None)   # else assemble by MatSetValuesCSR
+        A.setAttr("_hpcmsm_fresh", shared)                      # values still all zero
         A.setOption(PETSc.Mat.Option.NEW_NONZERO_ALLOCATION_ERR, True)
         return A
 
-    def _positions(self, sl: slice) -> tuple[np.ndarray, np.ndarray | None]:
-        """Buffer position of every element-matrix entry of the cells ``sl`` (c, ndof_e, ndof_e)
-        and the mask of entries in owned rows (None if all are)."""
+    def _positions(self, sl: slice) -> tuple[np.ndarray, np.ndarray | None, int, int]:
+        """Buffer positions, relative to ``lo``, of every element-matrix entry of the cells ``sl``
+        (c, ndof_e, ndof_e; intp, as np.bincount wants them), the mask of entries in owned rows
+        (None if all are), and the range [lo, hi) of positions touched."""
         s = self._structure()
-        bs, nen, VT = self.bs, self.nen, s["VT"]
+        bs, nen = self.bs, self.nen
         p = s["pos"][sl]
         own = s["own"][sl]
         allown = bool(own.all())
         if not allown:
             p = np.where(p >= 0, p, 0)
-        base, stride = s["ebase"][p], s["estride"][p]                # (c, nen, nen)
+        base = s["ebase"][p].astype(np.intp)                           # (c, nen, nen)
+        stride = s["estride"][p].astype(np.intp)
+        ownp = own[:, :, None] if not allown else True
+        lo = int(np.min(base, where=ownp, initial=np.iinfo(np.intp).max))
+        hi = int(np.max(base + (bs - 1) * (stride + 1), where=ownp, initial=-1)) + 1
+        if hi <= lo:
+            lo = hi = 0
         c = len(p)
-        dp = np.empty((c, nen, bs, nen, bs), dtype=VT)
-        ii = np.arange(bs, dtype=VT)
-        # dp = base + i * stride + j, written in place (no int64 5-D temporaries)
-        np.multiply(stride[:, :, None, :, None], ii[None, None, :, None, None], out=dp)
-        dp += base[:, :, None, :, None]
-        dp += ii
-        dp = dp.reshape(c, nen * bs, nen * bs)
+        ii = np.arange(bs, dtype=np.intp)
+        # dp[c, a, i, b, j] = base + i * stride + j - lo, with one pass over the (c, nen·bs, nen·bs)
+        # output (the node-level factors are small)
+        bj = (base - lo)[:, :, :, None] + ii                           # (c, a, b, j)
+        istr = ii[None, None, :, None] * stride[:, :, None, :]         # (c, a, i, b)
+        dp = np.add(bj[:, :, None, :, :], istr[:, :, :, :, None]).reshape(c, nen * bs, nen * bs)
         if allown:
-            return dp, None
-        return dp, np.repeat(np.repeat(own, bs, axis=1), bs * nen, axis=1).reshape(dp.shape)
+            return dp, None, lo, hi
+        return dp, np.repeat(np.repeat(own, bs, axis=1), bs * nen, axis=1).reshape(dp.shape), lo, hi
 
     def assemble_matrix(self, A, cell_matrices: Iterable[tuple[slice, np.ndarray]] | np.ndarray):
         """Sum element matrices (c, ndof_e, ndof_e) into ``A`` (zeroed first)."""
@@ -278,19 +285,20 @@ class FunctionSpace:
         vals = A.getAttr("_hpcmsm_values")
         direct = vals is not None
         if direct:
-            A.zeroEntries()                   # PETSc's storage *is* vals: zeroed in place
+            if not A.getAttr("_hpcmsm_fresh"):
+                A.zeroEntries()               # PETSc's storage *is* vals: zeroed in place
+            A.setAttr("_hpcmsm_fresh", False)
         else:
             vals = np.zeros(s["nnz"])
         iface_R, iface_V = [], []
         for sl, Ke in cell_matrices:
-            dp, mask = self._positions(sl)
+            dp, mask, lo, hi = self._positions(sl)
             if mask is None:
                 w, q = Ke.ravel(), dp.ravel()
             else:
                 w, q = Ke[mask], dp[mask]
             if q.size:
-                lo, hi = int(q.min()), int(q.max()) + 1
-                vals[lo:hi] += np.bincount(q - lo, weights=w, minlength=hi - lo)
+                vals[lo:hi] += np.bincount(q, weights=w, minlength=hi - lo)
             if mask is not None:
                 iface = self.mesh.interface[sl]
                 if iface.any():               # rows owned by other ranks: PETSc's stash

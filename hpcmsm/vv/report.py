@@ -466,8 +466,8 @@ vectorised numpy function of points (n, d) and time.
   rigid-body near-null space). Solutions and indicators are gathered on every rank; marking cuts
   the sorted indicators only at gaps far above solver round-off, so the mesh sequence is
   identical at any rank count (tested at 1, 2 and 3 ranks). Not distributed: the mesh itself, its
-  refinement and the edge connectivity (O(cells) memory and work per rank, measured below to be a
-  small part of a step). Distributing them would mean replacing `hpcmsm.vv.tri` (mesh, bisection
+  refinement and the edge connectivity (O(cells) memory and work per rank; about 2 % of an
+  estimate-and-refine step at 66 049 vertices, see the issue-8 section of performance.md). Distributing them would mean replacing `hpcmsm.vv.tri` (mesh, bisection
   with its closure, P2 edge numbering) by DMPlex + PetscSection, with a refinement whose closure
   crosses rank boundaries; that was not attempted (DMPlex's parallel simplex refinement
   transforms were not evaluated).

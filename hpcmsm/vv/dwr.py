@@ -262,9 +262,9 @@ def estimate(comm, prob: PoissonProblem, mesh: tri.TriMesh, prefix: str = "dwr_"
         be = np.flatnonzero(info.boundary)
         eg = g(mid[be]) - 0.5 * (g(mesh.points[E[be, 0]]) + g(mesh.points[E[be, 1]]))
         react = np.bincount(d2.ravel(), (je2 - Kz).ravel(), minlength=V2.ndofs)[N + be]
-        if j2_point is not None:
-            react = react + j2_point[N + be] * (comm.rank == 0)
         dterm = np.where(own_mask[c0[be]], eg * react, 0.0)
+        if j2_point is not None and comm.rank == 0:  # the replicated point load, counted once
+            dterm = dterm + eg * j2_point[N + be]
         np.add.at(eta, c0[be], dterm)
         direct += float(comm.allreduce(dterm.sum()))
     # every rank holds its own cells' terms (and the edge terms of its edges): sum them

@@ -190,3 +190,24 @@ def test_dwr_boundary_flux_with_nonzero_dirichlet_data(comm):
     without, _, _ = dwr.estimate(comm, problem(False), mesh)
     assert 0.9 <= with_term.effectivity <= 1.1, with_term
     assert without.effectivity > 1.6, without  # ≈ 2.0: outside the accepted [0.8, 1.25]
+
+
+@pytest.mark.mpi
+def test_point_value_next_to_the_boundary_with_nonzero_data(comm):
+    """Point QoI in a cell touching the boundary (its P2 functional loads a boundary midpoint, so
+    the data term sees the point load): η equals the direct estimate, matches the true error, and
+    is the same on COMM_SELF (oracle for any rank count)."""
+    from mpi4py import MPI
+
+    x, y = mms.coords(2)
+    ms = mms.diffusion(sp.sin(2 * x + y / 2) * sp.exp(x / 2) + x * y, 1 + x ** 2 / 4, 2)
+    X0 = (0.97, 0.45)
+    prob = dwr.PoissonProblem(tri.square_mesh(4), ms.fn("source"), ms.fn("conductivity"), ms.fn("u"),
+                              ("point", X0), float(ms.fn("u")(np.array([X0]))[0]), "point near ∂Ω")
+    for level in (1, 2, 3):
+        mesh = tri.uniform_refine(prob.mesh, level)
+        s, eta, _ = dwr.estimate(comm, prob, mesh)
+        ref, eta_ref, _ = dwr.estimate(MPI.COMM_SELF, prob, mesh)
+        assert s.estimate == pytest.approx(s.estimate_direct, rel=1e-3)
+        assert np.allclose(eta, eta_ref, rtol=1e-6, atol=1e-12 * np.abs(eta_ref).max())
+        assert 0.8 <= s.effectivity <= 1.25, (level, s)

@@ -446,7 +446,7 @@ vectorised numpy function of points (n, d) and time.
   Dirichlet edge) it is `e_g · (j_2 − A_2 z_2)`, the data error weighted by the discrete dual
   reactions, and it lives in the one cell owning each boundary edge. It is of leading order for
   flux QoIs: on the flux through step-14's hole with non-zero data the effectivity is 1.01 with
-  it and 2.0 without it (tested), likewise for elasticity (0.34 without it on uniform meshes).
+  it and 2.0 without it (tested), likewise for elasticity (0.24–0.34 without it on uniform meshes of the smooth test problem).
 * **Elasticity** (`hpcmsm.vv.dwr_elasticity`): `−∇·σ(u) = b`, plane strain or plane stress,
   `λ`, `μ` constant per cell; `u = g` on Γ_D, `σn = t` on Γ_N. QoI `J(u) = (1/|ω|) ∫_ω σ_ij dx`
   for ij = xx, yy or xy over a region ω made of cells of the initial mesh (so `J(u_h)` is exact).

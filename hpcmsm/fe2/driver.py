@@ -88,7 +88,7 @@ def run_fe2(cfg: FE2Input, comm, *, restart: bool = False, input_text: str = "",
     """Run an FE² simulation; returns the summary dict (same on every rank)."""
     from .. import signals
     from ..config import petsc_table_to_options
-    from ..io import Checkpoint, FieldWriter, UnstructuredMesh, open_h5, stamp, write_array
+    from ..io import Checkpoint, FieldWriter
 
     log = Log(comm, quiet=quiet)
     timers = Timers(comm)
@@ -131,8 +131,7 @@ def run_fe2(cfg: FE2Input, comm, *, restart: bool = False, input_text: str = "",
             step0, lam = data.step, float(data.scalars["load_factor"])
             totals = {k: float(data.scalars[k]) for k in totals}
             s, e = block_range(len(mesh.points), comm.size, comm.rank)
-            u = data.read("u", s, e)
-            p.x.array[:] = u.ravel()
+            p.set_u_natural(data.read("u", s, e))        # natural node order: any rank count
             hist = data.read("history")
             history = [list(r) for r in hist]
             qs, qe = block_range(p.nqp_global, comm.size, comm.rank)
@@ -148,11 +147,8 @@ def run_fe2(cfg: FE2Input, comm, *, restart: bool = False, input_text: str = "",
     elif restart:
         log(f"no checkpoint in {outdir}: starting from the beginning")
     # ---------------------------------------------------------------- output set-up
-    cell_type = "quadrilateral" if d == 2 else "hexahedron"
-    n0, n1 = p.n0, p.n1
-    writer = FieldWriter(outdir, comm, "fe2_macro", UnstructuredMesh(cell_type, mesh.points[n0:n1], p.cells),
-                         command_line=argv, input_text=input_text)
-    qp_xyz = _qp_coordinates(p)
+    writer = FieldWriter(outdir, comm, "fe2_macro", p.output_mesh(), command_line=argv, input_text=input_text)
+    qp_xyz = p.quadrature_points()
     micro_sel = _select_micro_qps(cfg, p, qp_xyz, comm)
     micro_writers: dict[int, object] = {}
     signals.install()
@@ -293,14 +289,6 @@ def _mn():
     return MPI.MIN
 
 
-def _qp_coordinates(p: MacroProblem) -> np.ndarray:
-    from .elements import reference
-
-    _, _, N, _ = reference(p.dim)
-    xe = p.mesh.points[p.cells]                                   # (ne, nn, d)
-    return np.einsum("qa,ead->eqd", N, xe).reshape(-1, p.dim)
-
-
 def _select_micro_qps(cfg: FE2Input, p: MacroProblem, qp_xyz: np.ndarray, comm) -> list[int]:
     sel = [int(q) for q in cfg.output.micro_qps]
     for q in sel:
@@ -315,11 +303,12 @@ def _select_micro_qps(cfg: FE2Input, p: MacroProblem, qp_xyz: np.ndarray, comm) 
 
 
 def _write_macro(writer, p: MacroProblem, drv: NewtonDriver, step: int, lam: float, d: int) -> None:
-    u = p.x.array.reshape(-1, d)
+    # node and cell fields in natural order (one mesh file whatever the rank count)
+    u = p.u_natural()
     u3 = np.zeros((len(u), 3))
     u3[:, :d] = u
     ne = len(p.cells)
-    avg = lambda a: a.reshape(ne, p.nq, -1).mean(axis=1)  # noqa: E731
+    avg = lambda a: p.cells_natural(a.reshape(ne, p.nq, -1).mean(axis=1))  # noqa: E731
     qi = drv.qp_info
     fields = {
         "displacement": dict(data=u3, unit="m", description="macro displacement"),
@@ -335,16 +324,21 @@ def _write_macro(writer, p: MacroProblem, drv: NewtonDriver, step: int, lam: flo
 def _write_rve_summary(outdir, comm, p, drv, pool, step, qp_xyz, argv, input_text) -> None:
     from ..io import open_h5, stamp, write_array
 
+    from ..fem.mesh import to_natural
+
     path = os.path.join(outdir, f"fe2_rve_{step:06d}.h5")
-    qi = drv.qp_info
+    # rows in natural QP order (the macro partition is not a block partition of the QPs)
+    nat = lambda a: to_natural(comm, p.qp_ids, np.asarray(a), p.nqp_global)  # noqa: E731
+    qi = {k: nat(v) for k, v in drv.qp_info.items()}
     with open_h5(path + ".tmp", "w", comm) as f:
         stamp(f, comm=comm, command_line=argv, input_text=input_text)
         f.attrs["step"] = step
-        write_array(f, "qp_id", p.qp_ids.astype(np.int64), comm, description="macro quadrature point id")
-        write_array(f, "position", qp_xyz, comm, unit="m", description="QP coordinates")
-        write_array(f, "strain", drv.eps, comm, description="macro strain E (Mandel)")
-        write_array(f, "stress", drv.sig, comm, unit="MPa", description="homogenized stress (Mandel)")
-        write_array(f, "group", pool.assign[p.qp_ids].astype(np.int32), comm, description="RVE group that solved it")
+        write_array(f, "qp_id", nat(p.qp_ids.astype(np.int64)), comm, description="macro quadrature point id")
+        write_array(f, "position", nat(qp_xyz), comm, unit="m", description="QP coordinates")
+        write_array(f, "strain", nat(drv.eps), comm, description="macro strain E (Mandel)")
+        write_array(f, "stress", nat(drv.sig), comm, unit="MPa", description="homogenized stress (Mandel)")
+        write_array(f, "group", nat(pool.assign[p.qp_ids].astype(np.int32)), comm,
+                    description="RVE group that solved it")
         for k, desc in (("psi", "stored energy density"), ("dissipation", "dissipation increment"),
                         ("peeq", "mean equivalent plastic strain"), ("plastic", "yielding fraction"),
                         ("hill_mandel", "Hill-Mandel relative residual"), ("iterations", "RVE Newton iterations"),
@@ -441,7 +435,7 @@ def _write_history(outdir, comm, history, png: bool) -> None:
 
 def _checkpoint(ck, p, pool, mesh, step, lam, totals, history, nsteps, argv, input_text) -> None:
     comm = p.comm
-    u = p.x.array.reshape(-1, p.dim)
+    u = p.u_natural()
     states, _ = pool.natural_states()
     hist = np.array(history) if comm.rank == 0 else np.zeros((0, len(HISTORY_COLS)))
     cost = pool.cost if comm.rank == 0 else np.zeros(0)

@@ -1,26 +1,24 @@
-"""Compact domain-decomposed small-strain macro FE driver used by FE² (Q1 quads/hexes).
+"""FE²'s macro problem: a thin adapter on :mod:`hpcmsm.fem` plus the FE² Newton driver.
 
-The mesh is generated identically on every rank (structured boxes, a mapped plate with a hole);
-elements and nodes are block-partitioned over the communicator, the tangent is assembled with
-``MatSetValuesRCV`` into a preallocated MPIAIJ matrix (off-process entries are stashed by PETSc),
-and solved with a KSP under the ``macro_`` prefix (default: MUMPS LU; CG + GAMG with the rigid-body
-near-nullspace is one option away).  Dirichlet conditions are applied symmetrically (``MatZeroRowsColumns`` with the
-prescribed increment).  Any material obeying :mod:`hpcmsm.materials.base` can be used, one per
-element block (a single FE² material, or one per phase for a fully resolved DNS).
-
-The generated replicated mesh is a simplification for FE², where the macro mesh is small compared
-with the RVE work; a DMPlex-distributed mesh (the macro FE capability) can replace it.
+Mesh distribution (:func:`hpcmsm.fem.mesh.distribute`, RCB partition), DOF numbering, sparsity,
+vectorised assembly into PETSc (:class:`hpcmsm.fem.space.FunctionSpace`) and the rigid-body
+near-nullspace come from :mod:`hpcmsm.fem`.  FE²-specific and kept here: the macro geometries of
+the FE² inputs (a structured box and the mapped quarter plate with a hole, whose nodes and
+elements define the natural numbering), quadrature-point ids in natural order (the RVE pool's
+and the checkpoints' key, independent of the rank count), material blocks by natural element ids
+(one FE² material, or one per phase for a fully resolved DNS), Dirichlet values per natural
+node, and :class:`NewtonDriver`: load-stepped Newton whose predictor reuses the last converged
+(homogenized) tangent, so a step's first iteration needs no RVE evaluation, with per-step
+cut-back and RVE history committed only on convergence.  The KSP lives under ``macro_``
+(default MUMPS LU; CG + GAMG is one option away).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.sparse as sp
 
 from ..errors import ConvergenceError, InputError
-from ..parallel import block_range
-from .elements import mandel_B, physical_gradients, reference
 from .micro import dissipation, energy
 
 
@@ -29,6 +27,9 @@ from .micro import dissipation, energy
 # ----------------------------------------------------------------------------------------------
 @dataclass
 class Mesh:
+    """FE² macro geometry (natural numbering; only rank 0's copy is read by :class:`MacroProblem`,
+    which distributes it with :func:`hpcmsm.fem.mesh.distribute`)."""
+
     points: np.ndarray                 # (nn, d)
     cells: np.ndarray                  # (ne, 2^d) Q1 connectivity
     sets: dict = field(default_factory=dict)   # boundary name → node ids
@@ -94,6 +95,9 @@ def plate_with_hole_mesh(L: float, R: float, n_theta: int, n_r: int, grading: fl
     return Mesh(pts, cells, sets)
 
 
+_LEXICOGRAPHIC = {2: [0, 1, 3, 2], 3: [0, 1, 3, 2, 4, 5, 7, 6]}   # FE² Q1 node order → fem's
+
+
 # ----------------------------------------------------------------------------------------------
 @dataclass
 class Dirichlet:
@@ -105,130 +109,112 @@ class Dirichlet:
 
 
 class MacroProblem:
-    """Distributed small-strain Q1 problem; ``materials`` is a list of (material, element ids)."""
+    """Small-strain Q1 macro problem on :mod:`hpcmsm.fem` (FE²'s thin adapter).
+
+    The FE² geometry (:class:`Mesh`, natural node/cell ids) is handed to
+    :func:`hpcmsm.fem.mesh.distribute` (only rank 0's copy is read); DOF numbering, sparsity,
+    vectorised assembly and the ghosted vectors come from :class:`hpcmsm.fem.space.FunctionSpace`.
+    What stays here is FE²-specific: the quadrature-point ids in natural order
+    (``cell_id * nq + q``, rank-count independent: the RVE pool and its checkpoints key on them),
+    material blocks given by natural element ids, Dirichlet values per natural node, and the
+    linear solve with symmetric elimination that :class:`NewtonDriver` (tangent predictor,
+    per-step cut-back) needs.  ``materials`` is a list of (material, natural element ids).
+    """
 
     def __init__(self, comm, mesh: Mesh, material_blocks, bcs: list[Dirichlet], petsc_options: dict | None = None,
-                 prefix: str = "macro_"):
-        from petsc4py import PETSc
+                 prefix: str = "macro_", partitioner: str = "rcb"):
+        from ..fem import forms
+        from ..fem.mesh import GlobalMesh, distribute
+        from ..fem.solvers import make_ksp, rigid_body_modes
+        from ..fem.space import FunctionSpace
 
         self.comm, self.mesh = comm, mesh
         d = self.dim = mesh.dim
         self.m = 3 if d == 2 else 6
-        nn_tot, ne_tot = len(mesh.points), len(mesh.cells)
-        self.N = nn_tot * d
-        self.e0, self.e1 = block_range(ne_tot, comm.size, comm.rank)
-        self.n0, self.n1 = block_range(nn_tot, comm.size, comm.rank)
-        cells = mesh.cells[self.e0:self.e1]
-        self.cells = cells
-        self.edofs = (cells[:, :, None] * d + np.arange(d)).reshape(len(cells), -1)
-        _, w, _, dN = reference(d)
-        self.nq = len(w)
-        G, det = physical_gradients(mesh.points[cells], dN)
-        if (det <= 0).any():
-            raise InputError("macro mesh has inverted elements (det J <= 0)")
-        self.B = mandel_B(G)                                  # (ne, nq, m, nn*d)
-        self.wdet = det * w[None]                             # (ne, nq)
-        self.nqp_global = ne_tot * self.nq
-        self.qp_ids = (np.arange(self.e0, self.e1)[:, None] * self.nq + np.arange(self.nq)).ravel()
-        ranges = np.array([block_range(ne_tot, comm.size, r) for r in range(comm.size)])
-        self.qp_owner = np.repeat(np.arange(comm.size), (ranges[:, 1] - ranges[:, 0]) * self.nq)
-        # materials: (material, local QP indices)
+        if not bcs:
+            raise InputError("macro problem needs Dirichlet conditions")
+        g = None
+        if comm.rank == 0:
+            cells = np.asarray(mesh.cells)[:, _LEXICOGRAPHIC[d]].astype(np.int64)
+            g = GlobalMesh("quadrilateral" if d == 2 else "hexahedron", 1, np.asarray(mesh.points, float), cells,
+                           np.ones(len(cells), dtype=np.int32), {"macro": 1},
+                           node_sets={f"_bc{k}": np.asarray(bc.nodes, dtype=np.int64) for k, bc in enumerate(bcs)})
+        self.fmesh = fm = distribute(comm, g, partitioner)
+        self.space = sp = FunctionSpace(fm, d)                  # 2^d Gauss points
+        self.nq = sp.nq
+        self.nqp_global = fm.n_cells_global * self.nq
+        self.nn_global = fm.n_global
+        self.N = fm.n_global * d
+        self.n0, self.n1 = fm.node_start, fm.node_start + fm.n_owned      # PETSc node range
+        self.nloc = fm.n_owned * d
+        # QPs of a cell in FE²'s natural order (first reference coordinate fastest, whatever
+        # order fem's Gauss rule uses): QP ids, micro_qps selections and checkpoints keep their meaning
+        self.qperm = np.lexsort(tuple(sp.qpts[:, k] for k in range(d)))
+        _, dNdx, wdet = sp.geometry(slice(None))                # (ne, nq, nen, d), (ne, nq)
+        self.wdet = wdet[:, self.qperm]
+        self.B = forms.strain_operator(dNdx[:, self.qperm])     # (ne, nq, m, nen*d)
+        self._forms = forms
+        # natural QP ids of the local cells and the owner of every QP (the pool's routing table)
+        self.qp_ids = (fm.cell_ids[:, None] * self.nq + np.arange(self.nq)).ravel()
+        owner = np.empty(fm.n_cells_global, dtype=int)
+        for r, ids in enumerate(comm.allgather(fm.cell_ids)):
+            owner[ids] = r
+        self.qp_owner = np.repeat(owner, self.nq)
         self.blocks = []
         for mat, elems in material_blocks:
-            elems = np.asarray(elems)
-            loc = elems[(elems >= self.e0) & (elems < self.e1)] - self.e0
-            qloc = (loc[:, None] * self.nq + np.arange(self.nq)).ravel()
-            self.blocks.append((mat, qloc))
+            loc = np.flatnonzero(np.isin(fm.cell_ids, np.asarray(elems)))
+            self.blocks.append((mat, (loc[:, None] * self.nq + np.arange(self.nq)).ravel()))
         # PETSc objects (created once)
-        nloc = (self.n1 - self.n0) * d
-        self.nloc = nloc
-        adj = self._node_graph()
-        rows = adj[self.n0:self.n1]
-        own = (rows.indices >= self.n0) & (rows.indices < self.n1)
-        dn = np.add.reduceat(own.astype(int), rows.indptr[:-1]) if rows.nnz else np.zeros(0, int)
-        on = np.diff(rows.indptr) - dn
-        d_nnz = np.repeat(dn * d, d).astype(PETSc.IntType)
-        o_nnz = np.repeat(on * d, d).astype(PETSc.IntType)
-        A = PETSc.Mat().createAIJ(((nloc, self.N), (nloc, self.N)), nnz=(d_nnz, o_nnz), comm=comm)
-        A.setBlockSize(d)
-        A.setOption(PETSc.Mat.Option.NEW_NONZERO_ALLOCATION_ERR, True)
-        self.A = A
-        self.x = A.createVecRight()
-        self.b = A.createVecLeft()
-        self.dx = A.createVecRight()
-        coords = A.createVecRight()
-        coords.setBlockSize(d)
-        coords.array[:] = mesh.points[self.n0:self.n1].ravel()
-        self.nullsp = PETSc.NullSpace().createRigidBody(coords)
-        coords.destroy()
+        self.A = sp.create_matrix()
+        self.nullsp = rigid_body_modes(sp)
         self.A.setNearNullSpace(self.nullsp)
-        need = np.unique(self.edofs)
-        self.need = need
-        self.elocal = np.searchsorted(need, self.edofs)
-        self.lvec = PETSc.Vec().createSeq(len(need), comm=PETSc.COMM_SELF)
-        is_ = PETSc.IS().createGeneral(need.astype(PETSc.IntType), comm=PETSc.COMM_SELF)
-        self.scatter = PETSc.Scatter().create(self.x, is_, self.lvec, None)
-        is_.destroy()
-        self.ksp = PETSc.KSP().create(comm)
-        self.ksp.setOptionsPrefix(prefix)
+        self.x, self.b, self.dx = sp.create_vec(), sp.create_vec(), sp.create_vec()
         # FE² macro meshes are small next to the RVE work: a parallel direct solver (MUMPS) is the
         # robust default (softening plastic zones made CG+GAMG's Chebyshev smoothers indefinite);
         # large macro meshes: [petsc.macro] ksp_type = "cg", pc_type = "gamg" (rigid-body
         # near-nullspace attached).
-        opts = {"ksp_type": "preonly", "pc_type": "lu", "pc_factor_mat_solver_type": "mumps",
-                "ksp_rtol": 1e-11, "ksp_atol": 1e-50, "ksp_max_it": 2000}
-        opts.update(petsc_options or {})
-        from ..parallel import petsc_options as push
-
-        with push(prefix, opts):
-            self.ksp.setOperators(self.A)
-            self.ksp.setFromOptions()
-        self.prefix, self.opts = prefix, opts
-        # Dirichlet
+        defaults = {"ksp_type": "preonly", "pc_type": "lu", "pc_factor_mat_solver_type": "mumps",
+                    "ksp_rtol": 1e-11, "ksp_atol": 1e-50, "ksp_max_it": 2000}
+        self.ksp = make_ksp(comm, self.A, prefix, defaults, petsc_options)
+        self.prefix = prefix
         self.bcs = bcs
-        self.u = np.zeros(self.N) if False else None   # global u lives in self.x
-        self.bc_dofs, self.bc_vals = self._bc_arrays()
-        own_mask = (self.bc_dofs >= self.n0 * d) & (self.bc_dofs < self.n1 * d)
-        self.bc_own = self.bc_dofs[own_mask]
-        self.bc_own_vals = self.bc_vals[own_mask]
+        self.bc_local, self.bc_own_vals = self._bc_arrays()
+        self.bc_own = (self.bc_local + sp.dof_start).astype(np.int64)   # global rows (PETSc numbering)
+        self._rows = self.bc_own.astype(_int_type())
         self.ksp_iterations = []
 
-    def _node_graph(self) -> sp.csr_matrix:
-        c = self.mesh.cells
-        k = c.shape[1]
-        r = np.repeat(c, k, axis=1).ravel()
-        cc = np.tile(c, (1, k)).ravel()
-        nn = len(self.mesh.points)
-        g = sp.coo_matrix((np.ones(len(r)), (r, cc)), shape=(nn, nn)).tocsr()
-        g.sum_duplicates()
-        g.sort_indices()
-        return g
+    @property
+    def cells(self) -> np.ndarray:
+        """This rank's cells (local node numbers, fem node order)."""
+        return self.fmesh.cells
 
     def _bc_arrays(self):
+        """Owned constrained local DOFs and their values (a DOF listed twice keeps the last)."""
+        fm, d = self.fmesh, self.dim
         dofs, vals = [], []
-        for bc in self.bcs:
-            dofs.append(np.asarray(bc.nodes) * self.dim + bc.component)
-            vals.append(np.broadcast_to(np.asarray(bc.value, dtype=float), (len(bc.nodes),)).copy())
-        if not dofs:
-            raise InputError("macro problem needs Dirichlet conditions")
-        dofs = np.concatenate(dofs)
-        vals = np.concatenate(vals)
-        # a DOF listed twice keeps the last value
+        for k, bc in enumerate(self.bcs):
+            loc = fm.boundary_nodes(f"_bc{k}", owned_only=True)
+            v = np.asarray(bc.value, dtype=float)
+            if v.ndim:                                          # one value per listed natural node
+                nodes = np.asarray(bc.nodes)
+                order = np.argsort(nodes, kind="stable")
+                v = v[order[np.searchsorted(nodes[order], fm.node_ids[loc])]]
+            dofs.append(loc * d + bc.component)
+            vals.append(np.broadcast_to(v, (len(loc),)).astype(float))
+        dofs, vals = np.concatenate(dofs), np.concatenate(vals)
         _, last = np.unique(dofs[::-1], return_index=True)
         keep = len(dofs) - 1 - last
-        return dofs[keep], vals[keep]
+        return dofs[keep].astype(np.int64), vals[keep]
 
     # ------------------------------------------------------------------------------------------
     def local_u(self) -> np.ndarray:
-        from petsc4py import PETSc
-
-        self.scatter.scatter(self.x, self.lvec, addv=PETSc.InsertMode.INSERT, mode=PETSc.ScatterMode.FORWARD)
-        return self.lvec.array[self.elocal]                           # (ne, nn*d)
+        """Element DOF values (ne, nen*d) of the current displacement (ghosts updated)."""
+        return self.space.local_array(self.x)[self.space.cell_dofs]
 
     def strains(self) -> np.ndarray:
         """Macro strains at this rank's QPs (ne*nq, m)."""
         ue = self.local_u()
-        return np.einsum("eqia,ea->eqi", self.B, ue).reshape(-1, self.m)
+        return np.matmul(self.B, ue[:, None, :, None])[..., 0].reshape(-1, self.m)
 
     def evaluate(self, states, strain=None):
         """Material update at all local QPs: stress, tangent, new states (per block)."""
@@ -244,57 +230,83 @@ class MacroProblem:
         return eps, sig, Ct, new
 
     def assemble(self, sig, Ct):
-        """Internal force (global numpy array on every rank, for reactions) and tangent into A."""
-        from petsc4py import PETSc
-
-        ne = len(self.cells)
+        """Internal force (owned part, a copy) and tangent into A (fem's vectorised assembly)."""
+        ne = len(self.fmesh.cells)
         sq = sig.reshape(ne, self.nq, self.m)
         Cq = Ct.reshape(ne, self.nq, self.m, self.m)
-        fe = np.einsum("eqia,eqi,eq->ea", self.B, sq, self.wdet)
-        Ke = np.einsum("eqia,eqij,eqjb,eq->eab", self.B, Cq, self.B, self.wdet)
-        A = self.A
-        A.zeroEntries()
-        idx = self.edofs.astype(PETSc.IntType)
-        A.setValuesRCV(idx, idx, Ke, addv=PETSc.InsertMode.ADD_VALUES)
-        A.assemble()
-        self.b.zeroEntries()
-        self.b.setValues(idx.ravel(), fe.ravel(), addv=PETSc.InsertMode.ADD_VALUES)
-        self.b.assemble()
-        return self.b.array.copy()                                    # owned part of f_int
+        self.space.assemble_matrix(self.A, self._forms.stiffness_small(self.B, Cq, self.wdet))
+        self.space.assemble_vector(self.b, self._forms.internal_force_small(self.B, sq, self.wdet))
+        return self.b.getArray(readonly=True).copy()
 
     def linear_solve(self, rhs_owned: np.ndarray, du_bc_owned: np.ndarray) -> np.ndarray:
         """Solve A du = rhs with du = du_bc on Dirichlet DOFs (symmetric elimination)."""
-        from petsc4py import PETSc
-
-        self.b.array[:] = rhs_owned
-        self.dx.zeroEntries()
-        self.dx.setValues(self.bc_own.astype(PETSc.IntType), du_bc_owned)
-        self.dx.assemble()
-        self.A.zeroRowsColumns(self.bc_own.astype(PETSc.IntType), 1.0, self.dx, self.b)
-        from ..parallel import petsc_options as push
-
-        with push(self.prefix, self.opts):
-            self.ksp.setOperators(self.A)
-            self.ksp.setFromOptions()
+        self.b.getArray()[:] = rhs_owned
+        self.dx.set(0.0)
+        self.dx.getArray()[self.bc_local] = du_bc_owned
+        self.A.zeroRowsColumns(self._rows, 1.0, self.dx, self.b)
+        self.ksp.setOperators(self.A)
         self.ksp.solve(self.b, self.dx)
         if self.ksp.getConvergedReason() < 0:
             raise ConvergenceError(f"macro linear solve failed (KSP reason {self.ksp.getConvergedReason()})")
         self.ksp_iterations.append(self.ksp.getIterationNumber())
-        return self.dx.array.copy()
+        return self.dx.getArray(readonly=True).copy()
 
     def free_norm(self, f_owned: np.ndarray) -> float:
         r = f_owned.copy()
-        r[self.bc_own - self.n0 * self.dim] = 0.0
+        r[self.bc_local] = 0.0
         return float(np.sqrt(self.comm.allreduce(float(r @ r))))
 
     def reaction(self, f_owned: np.ndarray, nodes: np.ndarray, component: int) -> float:
-        dofs = np.asarray(nodes) * self.dim + component
-        mine = dofs[(dofs >= self.n0 * self.dim) & (dofs < self.n1 * self.dim)] - self.n0 * self.dim
-        return float(self.comm.allreduce(float(f_owned[mine].sum())))
+        """Σ f_int[component] over the natural node ids ``nodes`` (collective)."""
+        mine = np.flatnonzero(np.isin(self.fmesh.node_ids[:self.fmesh.n_owned], np.asarray(nodes)))
+        return float(self.comm.allreduce(float(f_owned[mine * self.dim + component].sum())))
+
+    # ---------------------------------------------------------------- natural ordering (I/O)
+    def u_natural(self) -> np.ndarray:
+        """This rank's block (block_range over the nodes) of u (nn, d) in natural node order."""
+        from ..fem.mesh import to_natural
+
+        fm = self.fmesh
+        return to_natural(self.comm, fm.node_ids[:fm.n_owned], self.x.getArray(readonly=True).reshape(-1, self.dim),
+                          fm.n_global)
+
+    def set_u_natural(self, block: np.ndarray) -> None:
+        """Inverse of :meth:`u_natural` (restart on any number of ranks)."""
+        from ..fem.mesh import from_natural
+
+        fm = self.fmesh
+        u = from_natural(self.comm, fm.node_ids[:fm.n_owned], np.asarray(block, float).reshape(-1, self.dim), fm.n_global)
+        self.x.getArray()[:] = u.ravel()
+
+    def cells_natural(self, values: np.ndarray) -> np.ndarray:
+        """Per-local-cell values → this rank's block of them in natural cell order."""
+        from ..fem.mesh import to_natural
+
+        return to_natural(self.comm, self.fmesh.cell_ids, values, self.fmesh.n_cells_global)
+
+    def output_mesh(self):
+        """Q1 cells and points in natural order (the same mesh file at any rank count)."""
+        from ..fem.mesh import to_natural
+        from ..io import UnstructuredMesh
+
+        fm = self.fmesh
+        pts = to_natural(self.comm, fm.node_ids[:fm.n_owned], fm.points[:fm.n_owned], fm.n_global)
+        cells = self.cells_natural(fm.node_ids[fm.cells[:, fm.element.vtk_corners]])
+        return UnstructuredMesh(fm.cell, pts, cells)
+
+    def quadrature_points(self) -> np.ndarray:
+        """Coordinates of this rank's QPs (ne*nq, d), in ``qp_ids`` order."""
+        return self.space.quadrature_points()[:, self.qperm].reshape(-1, self.dim)
 
     def destroy(self) -> None:
-        for o in (self.ksp, self.A, self.x, self.b, self.dx, self.lvec, self.scatter, self.nullsp):
+        for o in (self.ksp, self.A, self.x, self.b, self.dx, self.nullsp):
             o.destroy()
+
+
+def _int_type():
+    from petsc4py import PETSc
+
+    return PETSc.IntType
 
 
 # ----------------------------------------------------------------------------------------------

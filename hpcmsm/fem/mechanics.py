@@ -20,7 +20,7 @@ from ..parallel import check_all
 from . import forms
 from .bcs import Dirichlet, Neumann, dirichlet_dofs, neumann_vector
 from .solvers import ELASTICITY_DEFAULTS, ksp_info, make_ksp, rigid_body_modes
-from .space import FunctionSpace, det_inv
+from .space import ElasticBlock, FunctionSpace, det_inv
 from .stepping import step_load
 
 
@@ -302,9 +302,9 @@ class ElasticityProblem(_MechanicsBase):
                     if same:
                         Ke0 = forms.stiffness_isotropic(dNdx[:1], *lame, w[:1])
                         Ke_blocks.append((cells, np.broadcast_to(Ke0, (len(cells),) + Ke0.shape[1:])))
-                    else:
-                        Ke_blocks.append((cells, forms.stiffness_isotropic(dNdx, *lame, w) if lame else
-                                          forms.stiffness_small(B, g.tangent[k0:k0 + len(cells)], w)))
+                    else:       # element matrices computed inside the assembly (fused compiled kernel)
+                        Ke_blocks.append(ElasticBlock(cells, *lame) if lame else
+                                         ElasticBlock(cells, D=g.tangent[k0:k0 + len(cells)]))
         self._assemble_cells_vec(self.f_int, Fe_blocks)
         if want_matrix:
             self._assemble_cells_mat(self.A, Ke_blocks)
@@ -323,6 +323,11 @@ class ElasticityProblem(_MechanicsBase):
 
     def _assemble_cells_mat(self, A, blocks):
         sp = self.space
+        if any(isinstance(b, ElasticBlock) for b in blocks):
+            # fused blocks and (cells, Ke) pairs are summed in any order: no reordering copy
+            sp.assemble_matrix(A, [b if isinstance(b, ElasticBlock) else (np.asarray(b[0]), b[1])
+                                   for b in blocks])
+            return
         runs = []           # blocks of consecutive cells (one material group): no reordering copy
         for cells, Ke in blocks:
             if len(cells) == 0:

@@ -276,8 +276,13 @@ class FunctionSpace:
             return dp, None, lo, hi
         return dp, np.repeat(np.repeat(own, bs, axis=1), bs * nen, axis=1).reshape(dp.shape), lo, hi
 
-    def assemble_matrix(self, A, cell_matrices: Iterable[tuple[slice, np.ndarray]] | np.ndarray):
-        """Sum element matrices (c, ndof_e, ndof_e) into ``A`` (zeroed first)."""
+    def assemble_matrix(self, A, cell_matrices: Iterable[tuple[slice | np.ndarray, np.ndarray] | "ElasticBlock"]
+                        | np.ndarray):
+        """Sum element matrices into ``A`` (zeroed first): items are (cells, Ke (c, ndof_e, ndof_e))
+        with cells a slice or index array, or :class:`ElasticBlock` (element matrices computed
+        inside the assembly).  Compiled kernels (hpcmsm.fem._kernels) when numba is available,
+        else pure numpy; both give the same matrix."""
+        from . import _kernels
         PETSc = self.PETSc
         s = self._structure()
         if isinstance(cell_matrices, np.ndarray):
@@ -290,20 +295,21 @@ class FunctionSpace:
             A.setAttr("_hpcmsm_fresh", False)
         else:
             vals = np.zeros(s["nnz"])
+        fast = _kernels.enabled()
         iface_R, iface_V = [], []
-        for sl, Ke in cell_matrices:
-            dp, mask, lo, hi = self._positions(sl)
-            if mask is None:
-                w, q = Ke.ravel(), dp.ravel()
+        for item in cell_matrices:
+            if isinstance(item, ElasticBlock):
+                if fast:
+                    self._assemble_elastic_fast(vals, item, iface_R, iface_V)
+                    continue
+                items = item.numpy_blocks(self)
             else:
-                w, q = Ke[mask], dp[mask]
-            if q.size:
-                vals[lo:hi] += np.bincount(q, weights=w, minlength=hi - lo)
-            if mask is not None:
-                iface = self.mesh.interface[sl]
-                if iface.any():               # rows owned by other ranks: PETSc's stash
-                    iface_R.append(self.cell_dofs_global[sl][iface])
-                    iface_V.append(np.where(mask[iface], 0.0, Ke[iface]))
+                items = [item]
+            for sl, Ke in items:
+                if fast:
+                    self._scatter_fast(vals, sl, Ke, iface_R, iface_V)
+                else:
+                    self._scatter_numpy(vals, sl, Ke, iface_R, iface_V)
         if not direct:
             A.zeroEntries()
             dI, dJ = s["diag"]
@@ -317,6 +323,73 @@ class FunctionSpace:
             A.setValuesRCV(R, R, np.concatenate(iface_V), addv=PETSc.InsertMode.ADD)
         A.assemble()
         return A
+
+    def _scatter_numpy(self, vals, sl, Ke, iface_R, iface_V):
+        if not isinstance(sl, slice) and len(sl) > self.chunk:      # bound the position arrays
+            for s in range(0, len(sl), self.chunk):
+                self._scatter_numpy(vals, sl[s:s + self.chunk], Ke[s:s + self.chunk], iface_R, iface_V)
+            return
+        dp, mask, lo, hi = self._positions(sl)
+        if mask is None:
+            w, q = Ke.ravel(), dp.ravel()
+        else:
+            w, q = Ke[mask], dp[mask]
+        if q.size:
+            vals[lo:hi] += np.bincount(q, weights=w, minlength=hi - lo)
+        if mask is not None:
+            iface = self.mesh.interface[sl]
+            if iface.any():               # rows owned by other ranks: PETSc's stash
+                iface_R.append(self.cell_dofs_global[sl][iface])
+                iface_V.append(np.where(mask[iface], 0.0, Ke[iface]))
+
+    def _cell_ids(self, sl) -> np.ndarray:
+        if isinstance(sl, slice):
+            return np.arange(*sl.indices(self.ncells), dtype=np.int64)
+        return np.asarray(sl, dtype=np.int64)
+
+    def _iface_rows(self, cids, Ke_iface, iface_R, iface_V):
+        """Entries of rows owned by other ranks (interface cells ``cids``) for PETSc's stash."""
+        if len(cids):
+            own = np.repeat(self._structure()["own"][cids], self.bs, axis=1)     # (c, ndof_e)
+            iface_R.append(self.cell_dofs_global[cids])
+            iface_V.append(np.where(own[:, :, None], 0.0, Ke_iface))
+
+    def _scatter_fast(self, vals, sl, Ke, iface_R, iface_V):
+        from . import _kernels
+        s = self._structure()
+        cids = self._cell_ids(sl)
+        if not len(cids):
+            return
+        _kernels.scatter_add(vals, s["pos"], s["own"], s["ebase"], s["estride"], Ke, cids, self.bs)
+        iface = self.mesh.interface[cids]
+        if iface.any():
+            self._iface_rows(cids[iface], Ke[iface], iface_R, iface_V)
+
+    def _assemble_elastic_fast(self, vals, blk: "ElasticBlock", iface_R, iface_V):
+        from . import _kernels
+        s = self._structure()
+        cids = self._cell_ids(blk.cells)
+        if not len(cids):
+            return
+        if self.bs != self.dim:
+            raise InputError(f"elasticity assembly needs bs = dim = {self.dim}, got bs = {self.bs}")
+        iface = self.mesh.interface[cids]
+        idx = np.full(len(cids), -1, dtype=np.int64)
+        idx[iface] = np.arange(int(iface.sum()))
+        Kout = np.empty((int(iface.sum()), self.ndofe, self.ndofe))
+        m = self.mesh
+        dN = np.ascontiguousarray(self.dN, dtype=float)
+        qw = np.ascontiguousarray(self.qwts, dtype=float)
+        if blk.D is None:
+            _kernels.elasticity_isotropic(vals, s["pos"], s["own"], s["ebase"], s["estride"], m.points,
+                                          m.cells, dN, qw, cids, float(blk.lam), float(blk.mu), idx, Kout)
+        else:
+            mK, mT, mC = _kernels.mandel_tables(self.dim)
+            D = np.ascontiguousarray(blk.D, dtype=float)
+            _kernels.elasticity_tangent(vals, s["pos"], s["own"], s["ebase"], s["estride"], m.points,
+                                        m.cells, dN, qw, cids, D, mK, mT, mC, idx, Kout)
+        if iface.any():
+            self._iface_rows(cids[iface], Kout, iface_R, iface_V)
 
     # ---------------------------------------------------------------- helpers
     def interpolate(self, f: Callable[[np.ndarray], np.ndarray], vec=None):
@@ -343,3 +416,31 @@ class FunctionSpace:
     def owned_global_rows(self, local_dofs: np.ndarray) -> np.ndarray:
         local_dofs = np.asarray(local_dofs)
         return (local_dofs[local_dofs < self.n_owned] + self.dof_start).astype(self.PETSc.IntType)
+
+
+class ElasticBlock:
+    """Small-strain stiffness Σ_q Bᵀ D B w|J| of ``cells`` (slice or index array), computed inside
+    :meth:`FunctionSpace.assemble_matrix` (fused compiled kernel, or numpy in chunks): either
+    isotropic (``lam``, ``mu`` in the stress unit) or a per-point Mandel tangent ``D``
+    (len(cells), nq, m, m).  Needs bs = dim."""
+
+    def __init__(self, cells, lam: float | None = None, mu: float | None = None, D: np.ndarray | None = None):
+        if (D is None) == (lam is None or mu is None):
+            raise ValueError("ElasticBlock: give either lam and mu, or D")
+        self.cells, self.lam, self.mu, self.D = cells, lam, mu, D
+
+    def numpy_blocks(self, sp: FunctionSpace) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(cells, Ke) chunks by the pure-numpy kernels of hpcmsm.fem.forms."""
+        from . import forms
+        cids = sp._cell_ids(self.cells)
+        for s in range(0, len(cids), sp.chunk):
+            c = cids[s:s + sp.chunk]
+            X = sp.mesh.points[sp.mesh.cells[c]]
+            J = np.matmul(X.transpose(0, 2, 1)[:, None], sp.dN[None])
+            det, invJ = det_inv(J)
+            dNdx = np.matmul(sp.dN[None], invJ)
+            w = det * sp.qwts
+            if self.D is None:
+                yield c, forms.stiffness_isotropic(dNdx, self.lam, self.mu, w)
+            else:
+                yield c, forms.stiffness_small(forms.strain_operator(dNdx), self.D[s:s + sp.chunk], w)

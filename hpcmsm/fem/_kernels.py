@@ -306,3 +306,64 @@ def elasticity_tangent(vals, pos, own, ebase, estride, points, cells, dN, qw, ci
         _scatter_cell(vals, pos, own, ebase, estride, Ke, c, d)
         if iface_idx[n] >= 0:
             Kout[iface_idx[n]] = Ke
+
+
+# ------------------------------------------------------------------ sparsity structure (FunctionSpace._structure)
+@njit(cache=True, nogil=True, error_model="numpy")
+def cell_positions(ptr, cols, gn, ns, no, pos):
+    """pos[c, a, b] = index in the node graph (ptr, cols; sorted columns per row) of the entry
+    (row gn[c, a] - ns, column gn[c, b]) for owned row nodes, -1 for rows owned elsewhere.
+    Binary search inside the short row (vs a global searchsorted over all graph keys)."""
+    nc, nen = gn.shape
+    for c in range(nc):
+        for a in range(nen):
+            r = gn[c, a] - ns
+            if r < 0 or r >= no:
+                for b in range(nen):
+                    pos[c, a, b] = -1
+                continue
+            lo0, hi0 = ptr[r], ptr[r + 1]
+            for b in range(nen):
+                key = gn[c, b]
+                lo, hi = lo0, hi0
+                while lo < hi:
+                    mid = (lo + hi) >> 1
+                    if cols[mid] < key:
+                        lo = mid + 1
+                    else:
+                        hi = mid
+                pos[c, a, b] = lo
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def entry_layout(ptr, cols, ns, no, bs, dptr, optr, Ld, Lo, nnz_d, ebase, estride):
+    """Buffer base and row stride of every node-graph entry (see FunctionSpace._structure)."""
+    b2 = bs * bs
+    for r in range(len(ptr) - 1):
+        kd = 0
+        ko = 0
+        for e in range(ptr[r], ptr[r + 1]):
+            cc = cols[e]
+            if cc >= ns and cc < ns + no:
+                ebase[e] = b2 * dptr[r] + bs * kd
+                estride[e] = bs * Ld[r]
+                kd += 1
+            else:
+                ebase[e] = nnz_d + b2 * optr[r] + bs * ko
+                estride[e] = bs * Lo[r]
+                ko += 1
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def expand_csr(ptr, cols, shift, bs, indptr, idx):
+    """Dof-level CSR of a node-level one (cols - shift) with bs interleaved components."""
+    k = 0
+    indptr[0] = 0
+    for r in range(len(ptr) - 1):
+        for i in range(bs):
+            for e in range(ptr[r], ptr[r + 1]):
+                cb = (cols[e] - shift) * bs
+                for j in range(bs):
+                    idx[k] = cb + j
+                    k += 1
+            indptr[r * bs + i + 1] = k

@@ -187,6 +187,10 @@ class FunctionSpace:
         ``ebase[e] + i * estride[e] + j`` in that buffer (bs² values per node pair)."""
         if self._mat_structure is not None:
             return self._mat_structure
+        from . import _kernels
+        if _kernels.enabled():
+            self._mat_structure = self._structure_fast()
+            return self._mat_structure
         m, bs = self.mesh, self.bs
         IT = self.PETSc.IntType
         ptr, cols = m.row_ptr, m.row_cols
@@ -220,6 +224,42 @@ class FunctionSpace:
         self._mat_structure = dict(pos=pos, own=own, ebase=ebase, estride=estride, VT=VT,
                                    diag=(dI, dJ), off=(oI, oJ), nnz_d=nnz_d, nnz=nnz_d + nnz_o)
         return self._mat_structure
+
+    def _structure_fast(self) -> dict:
+        """:meth:`_structure` with the compiled kernels (row-local binary search, no (c, nen, nen)
+        int64 key temporaries); the same arrays."""
+        from . import _kernels
+        m, bs = self.mesh, self.bs
+        IT = self.PETSc.IntType
+        ptr, cols = m.row_ptr, m.row_cols
+        ns, no = m.node_start, m.n_owned
+        PT = IT if len(cols) < 2 ** 31 - 1 else np.int64
+        gn = m.node_global[m.cells].astype(cols.dtype, copy=False)
+        pos = np.empty(gn.shape + (gn.shape[1],), PT)
+        _kernels.cell_positions(ptr, cols, gn, ns, no, pos)
+        own = (gn >= ns) & (gn < ns + no)
+        L = np.diff(ptr)
+        dg = (cols >= ns) & (cols < ns + no)
+        cdg = np.concatenate([[0], np.cumsum(dg)])
+        Ld = (cdg[ptr[1:]] - cdg[ptr[:-1]]).astype(np.int64)
+        Lo = L - Ld
+        dptr = np.concatenate([[0], np.cumsum(Ld)]).astype(np.int64)
+        optr = np.concatenate([[0], np.cumsum(Lo)]).astype(np.int64)
+        b2 = bs * bs
+        nnz_d, nnz_o = b2 * int(dptr[-1]), b2 * int(optr[-1])
+        VT = IT if nnz_d + nnz_o < 2 ** 31 - 1 else np.int64
+        ebase = np.empty(len(cols), VT)
+        estride = np.empty(len(cols), VT)
+        _kernels.entry_layout(ptr, cols, ns, no, bs, dptr, optr, Ld, Lo, nnz_d, ebase, estride)
+
+        def expand(p, c, shift):
+            indptr = np.empty(len(p) * bs - bs + 1, IT)
+            idx = np.empty(b2 * len(c), IT)
+            _kernels.expand_csr(p, c, shift, bs, indptr, idx)
+            return indptr, idx
+        return dict(pos=pos, own=own, ebase=ebase, estride=estride, VT=VT,
+                    diag=expand(dptr, cols[dg], ns), off=expand(optr, cols[~dg], 0),
+                    nnz_d=nnz_d, nnz=nnz_d + nnz_o)
 
     def create_matrix(self):
         """AIJ matrix with block size ``bs`` and the sparsity of the mesh, assembled (zero).

@@ -79,7 +79,7 @@ def run(args, comm) -> int:
         ("h5py", f"{h5py.__version__}, HDF5 {h5py.version.hdf5_version}, MPI {'yes' if h5py.get_config().mpi else 'NO'}"),
         ("ranks", f"{comm.size}"),
     ]
-    for k in ("scipy", "matplotlib", "sympy"):
+    for k in ("scipy", "matplotlib", "sympy", "numba"):
         try:
             rows.append((k, __import__(k).__version__))
         except ImportError:

@@ -25,6 +25,10 @@ except Exception:                       # pragma: no cover - depends on the inst
         return (lambda f: f) if not (a and callable(a[0])) else a[0]
 
 
+# reassociation/contraction only: no "nnan"/"ninf" (a NaN tangent must stay visible, dmin starts at inf)
+_FM = {"reassoc", "contract", "nsz", "arcp"}
+
+
 def enabled() -> bool:
     """True if the compiled kernels are used (numba importable and HPCMSM_NUMBA not 0/false/off)."""
     return HAVE_NUMBA and os.environ.get("HPCMSM_NUMBA", "1").strip().lower() not in ("0", "false", "no", "off")
@@ -52,7 +56,7 @@ def mandel_tables(d: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return K, T, C
 
 
-@njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
+@njit(cache=True, nogil=True, fastmath=_FM, error_model="numpy")
 def _cell_geometry(X, dN, qw, g, w):
     """dN/dx (q, a, i) into g and w|J| (q,) into w for one cell with node coordinates X (nen, d).
     Returns the smallest det J (callers only use it for the affine / sanity case)."""
@@ -129,7 +133,7 @@ def _cell_geometry(X, dN, qw, g, w):
     return dmin
 
 
-@njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
+@njit(cache=True, nogil=True, fastmath=_FM, error_model="numpy")
 def _scatter_cell(vals, pos, own, ebase, estride, Ke, c, bs):
     """vals[ebase[p] + i·estride[p] + j] += Ke[a·bs+i, b·bs+j] for the owned rows a of cell c."""
     nen = pos.shape[1]
@@ -160,7 +164,7 @@ def _scatter_cell(vals, pos, own, ebase, estride, Ke, c, bs):
                     vals[r + j] += Ke[a * bs + i, b * bs + j]
 
 
-@njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
+@njit(cache=True, nogil=True, fastmath=_FM, error_model="numpy")
 def scatter_add(vals, pos, own, ebase, estride, Ke, cids, bs):
     """Sum element matrices Ke (len(cids), ndof_e, ndof_e) of the cells cids into the value buffer
     (owned rows only; see FunctionSpace._structure for pos/own/ebase/estride)."""
@@ -168,7 +172,7 @@ def scatter_add(vals, pos, own, ebase, estride, Ke, cids, bs):
         _scatter_cell(vals, pos, own, ebase, estride, Ke[n], cids[n], bs)
 
 
-@njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
+@njit(cache=True, nogil=True, fastmath=_FM, error_model="numpy")
 def elasticity_isotropic(vals, pos, own, ebase, estride, points, cells, dN, qw, cids, lam, mu,
                          iface_idx, Kout):
     """Fused geometry + isotropic element matrix + scatter for the cells cids (bs = d).
@@ -255,7 +259,7 @@ def elasticity_isotropic(vals, pos, own, ebase, estride, points, cells, dN, qw, 
             Kout[iface_idx[n]] = Ke
 
 
-@njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
+@njit(cache=True, nogil=True, fastmath=_FM, error_model="numpy")
 def elasticity_tangent(vals, pos, own, ebase, estride, points, cells, dN, qw, cids, D,
                        mK, mT, mC, iface_idx, Kout):
     """Fused geometry + Σ_q Bᵀ D_q B w|J| (Mandel tangent D (len(cids), nq, m, m)) + scatter.

@@ -209,7 +209,7 @@ def run_fe2(cfg: FE2Input, comm, *, restart: bool = False, input_text: str = "",
         # ------------------------------------------------------------ rebalance, checkpoint
         if cfg.pool.balance == "cost" and pool.ens.ngroups > 1:
             with timers("rebalance"):
-                pool.rebalance(costs)
+                pool.rebalance(costs, cfg.pool.min_gain)
         ce = cfg.output.checkpoint_every or cfg.output.every
         if os.environ.get("HPCMSM_FE2_STOP_AFTER") == str(step):   # test hook: a deterministic "kill"
             signals.request_stop(f"HPCMSM_FE2_STOP_AFTER={step}")

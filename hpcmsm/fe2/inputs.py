@@ -77,6 +77,8 @@ class PoolSection:
     group_size: int = param(1, ge=1, doc="ranks per RVE group (must divide the number of ranks)")
     balance: Literal["round_robin", "cost", "block"] = param("cost", doc="QP → group assignment")
     cost_measure: Literal["time", "iterations"] = param("time", doc="what the balancer measures per RVE")
+    min_gain: float = param(1.05, ge=1.0, doc="rebalance only if the predicted makespan gain exceeds this "
+                                              "factor (hysteresis: measured costs are noisy and migration costs)")
     elastic_reuse: bool = param(True, doc="skip the RVE solve when the step stays elastic (exact)")
 
 

@@ -223,9 +223,11 @@ class RVEPool:
         self.cost = tot
         return tot
 
-    def rebalance(self, cost: np.ndarray | None = None) -> float:
+    def rebalance(self, cost: np.ndarray | None = None, min_gain: float = 1.0) -> float:
         """Collective: reassign QPs to groups by measured cost (LPT) and migrate the committed
-        states.  Returns the predicted makespan gain (old max group load / new max group load)."""
+        states, but only if the predicted makespan gain (old max group load / new max group load)
+        exceeds ``min_gain`` -- measured costs are noisy and a migration moves every RVE state, so
+        a few per cent of predicted gain is not worth it.  Returns the gain acted on (1.0: none)."""
         cost = self.cost if cost is None else np.asarray(cost, float)
         g = self.ens.ngroups
         if g == 1 or cost.sum() <= 0:
@@ -233,7 +235,7 @@ class RVEPool:
         new = balance_lpt(cost, g)
         old_load = np.bincount(self.assign, weights=cost, minlength=g).max()
         new_load = np.bincount(new, weights=cost, minlength=g).max()
-        if new_load >= old_load:
+        if new_load >= old_load or old_load <= min_gain * new_load:
             return 1.0
         self._migrate(new)
         return float(old_load / new_load)

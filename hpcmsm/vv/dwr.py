@@ -52,37 +52,14 @@ STEP14_REFERENCE_UNCERTAINTY = 1e-7
 def solve_distributed(comm, A, b: np.ndarray, prefix: str = "dwr_", options: dict | None = None) -> np.ndarray:
     """Solve the (symmetric positive definite) scipy CSR system ``A x = b`` with a distributed
     PETSc KSP on ``comm``; every rank passes the same ``A``, ``b`` and gets the full ``x``."""
-    from petsc4py import PETSc
-
-    from ..parallel import block_range, petsc_options
+    from ..parallel import block_range
+    from .dwr_parallel import petsc_solve_rows
 
     n = A.shape[0]
     lo, hi = block_range(n, comm.size, comm.rank)
-    Al = A[lo:hi]
-    pcomm = PETSc.Comm(comm)
-    mat = PETSc.Mat().createAIJ(size=((hi - lo, n), (hi - lo, n)),
-                                csr=(Al.indptr.astype(PETSc.IntType), Al.indices.astype(PETSc.IntType),
-                                     Al.data), comm=pcomm)
-    mat.assemble()
-    x = mat.createVecRight()
-    rhs = mat.createVecLeft()
-    rhs.setArray(b[lo:hi])
-    ksp = PETSc.KSP().create(comm=pcomm)
     defaults = {"ksp_type": "cg", "pc_type": "gamg", "ksp_rtol": 1e-12, "ksp_atol": 1e-50, "ksp_max_it": 2000}
     defaults.update(options or {})
-    with petsc_options(prefix, defaults):
-        ksp.setOptionsPrefix(prefix)
-        ksp.setOperators(mat)
-        ksp.setFromOptions()
-        ksp.solve(rhs, x)
-    reason = ksp.getConvergedReason()
-    local = x.getArray().copy()
-    for o in (ksp, mat, x, rhs):
-        o.destroy()
-    if reason < 0:
-        from ..errors import ConvergenceError
-
-        raise ConvergenceError(f"{prefix} KSP diverged (reason {reason})")
+    local = petsc_solve_rows(comm, A[lo:hi], b[lo:hi], prefix, defaults)
     return np.concatenate(comm.allgather(local))
 
 
@@ -146,6 +123,17 @@ class DWRStep:
     error: float | None        # J(u) − J(u_h) if known
     effectivity: float | None  # η / (J(u) − J(u_h))
     sum_abs_indicators: float
+
+    @classmethod
+    def of(cls, ndofs: int, ncells: int, qoi: float, eta: np.ndarray, direct: float,
+           exact_qoi: float | None) -> "DWRStep":
+        """The step record from the indicators ``eta``: estimate, error and effectivity derived."""
+        est = float(eta.sum())
+        err = eff = None
+        if exact_qoi is not None:
+            err = exact_qoi - qoi
+            eff = est / err if err != 0 else None
+        return cls(ndofs, ncells, qoi, est, direct, err, eff, float(np.abs(eta).sum()))
 
 
 @dataclass
@@ -269,12 +257,7 @@ def estimate(comm, prob: PoissonProblem, mesh: tri.TriMesh, prefix: str = "dwr_"
         direct += float(comm.allreduce(dterm.sum()))
     # every rank holds its own cells' terms (and the edge terms of its edges): sum them
     eta = comm.allreduce(eta) if comm.size > 1 else eta
-    est = float(eta.sum())
-    err = eff = None
-    if prob.exact_qoi is not None:
-        err = prob.exact_qoi - Jh
-        eff = est / err if err != 0 else None
-    step = DWRStep(V1.ndofs, M, Jh, est, direct, err, eff, float(np.abs(eta).sum()))
+    step = DWRStep.of(V1.ndofs, M, Jh, eta, direct, prob.exact_qoi)
     return step, eta, u
 
 

@@ -343,12 +343,7 @@ def _indicators(comm, prob, mesh, info, V1, V2, L1, L2, own, own_mask, neu, dire
     loc_direct = (np.einsum("ma,ma->", L2.be, z2[L2.dofs]) + float(tv2 @ z2[td2])
                   - np.einsum("ma,mab,mb->", u2[L2.dofs], L2.Ke, z2[L2.dofs]))
     direct = float(comm.allreduce(loc_direct)) + data
-    est = float(eta.sum())
-    err = eff = None
-    if prob.exact_qoi is not None:
-        err = prob.exact_qoi - Jh
-        eff = est / err if err != 0 else None
-    step = DWRStep(V1.ndofs, M, Jh, est, direct, err, eff, float(np.abs(eta).sum()))
+    step = DWRStep.of(V1.ndofs, M, Jh, eta, direct, prob.exact_qoi)
     return step, eta, u
 
 

@@ -74,10 +74,8 @@ def solve_partitioned(comm, n: int, loc_dofs: np.ndarray, Ke: np.ndarray, rhs_do
     contiguous blocks of the DOF index, which scatters rows across the domain after refinement).
     Returns the full solution on every rank."""
     import scipy.sparse as sps
-    from petsc4py import PETSc
 
-    from ..errors import ConvergenceError
-    from ..parallel import block_range, petsc_options
+    from ..parallel import block_range
 
     free = ~fixed
     nf = int(free.sum())
@@ -110,33 +108,54 @@ def solve_partitioned(comm, n: int, loc_dofs: np.ndarray, Ke: np.ndarray, rhs_do
     Aown = sum((r[0] for r in recv[1:]), recv[0][0]).tocsr()
     Aown.sum_duplicates()
     fown = np.sum([r[1] for r in recv], axis=0)
-    pcomm = PETSc.Comm(comm)
-    mat = PETSc.Mat().createAIJ(size=((hi - lo, nf), (hi - lo, nf)),
-                                csr=(Aown.indptr.astype(PETSc.IntType), Aown.indices.astype(PETSc.IntType),
-                                     Aown.data), comm=pcomm)
-    mat.assemble()
-    modes, nsp = [], None
+    near_null = None
     if coords is not None:
-        # rigid-body modes (two translations, one rotation) on the owned free DOFs
         gdof = fidx[order][lo:hi]
         node, comp = gdof // 2, gdof % 2
         xy = coords[node]
-        for m in range(3):
+        # rigid-body modes (two translations, one rotation) on the owned free DOFs
+        near_null = [(comp == 0).astype(float), (comp == 1).astype(float),
+                     np.where(comp == 0, -xy[:, 1], xy[:, 0])]
+    defaults = {"ksp_type": "cg", "pc_type": "gamg", "ksp_rtol": 1e-12, "ksp_atol": 1e-50, "ksp_max_it": 3000}
+    local = petsc_solve_rows(comm, Aown, fown, prefix, defaults, near_null)
+    u = ug.copy()
+    u[fidx[order]] = np.concatenate(comm.allgather(local)) if size > 1 else local
+    return u
+
+
+def petsc_solve_rows(comm, rows, b_local: np.ndarray, prefix: str, defaults: dict,
+                     near_null: list | None = None) -> np.ndarray:
+    """Solve with a distributed PETSc KSP whose matrix rows owned by this rank are the scipy CSR
+    block ``rows`` ((n_own, n), contiguous row blocks in rank order) and right-hand side
+    ``b_local`` (n_own,).  ``defaults``: KSP options under ``prefix`` (overridable from the command
+    line); ``near_null``: owned parts of near-null-space vectors (orthonormalised here, as PETSc
+    requires) or None.  Returns this rank's block of the solution; destroys what it creates."""
+    from petsc4py import PETSc
+
+    from ..errors import ConvergenceError
+    from ..parallel import petsc_options
+
+    nown, n = rows.shape
+    pcomm = PETSc.Comm(comm)
+    mat = PETSc.Mat().createAIJ(size=((nown, n), (nown, n)),
+                                csr=(rows.indptr.astype(PETSc.IntType), rows.indices.astype(PETSc.IntType),
+                                     rows.data), comm=pcomm)
+    mat.assemble()
+    modes, nsp = [], None
+    if near_null is not None:
+        for arr in near_null:
             v = mat.createVecRight()
-            v.setArray((comp == m).astype(float) if m < 2 else np.where(comp == 0, -xy[:, 1], xy[:, 0]))
-            modes.append(v)
-        # orthonormalise (PETSc requires an orthonormal near-null space basis)
-        for i, v in enumerate(modes):
-            for w in modes[:i]:
+            v.setArray(arr)
+            for w in modes:
                 v.axpy(-v.dot(w), w)
             v.scale(1.0 / v.norm())
+            modes.append(v)
         nsp = PETSc.NullSpace().create(vectors=modes, comm=pcomm)
         mat.setNearNullSpace(nsp)
     x = mat.createVecRight()
     rhs = mat.createVecLeft()
-    rhs.setArray(fown)
+    rhs.setArray(b_local)
     ksp = PETSc.KSP().create(comm=pcomm)
-    defaults = {"ksp_type": "cg", "pc_type": "gamg", "ksp_rtol": 1e-12, "ksp_atol": 1e-50, "ksp_max_it": 3000}
     with petsc_options(prefix, defaults):
         ksp.setOptionsPrefix(prefix)
         ksp.setOperators(mat)
@@ -148,6 +167,4 @@ def solve_partitioned(comm, n: int, loc_dofs: np.ndarray, Ke: np.ndarray, rhs_do
         o.destroy()
     if reason < 0:
         raise ConvergenceError(f"{prefix} KSP diverged (reason {reason})")
-    u = ug.copy()
-    u[fidx[order]] = np.concatenate(comm.allgather(local)) if size > 1 else local
-    return u
+    return local

@@ -51,9 +51,8 @@ class GlobalMesh:
 # structured boxes
 # ---------------------------------------------------------------------------------------------
 
-def box_global(n, lower=None, upper=None, cell: str = "quadrilateral", degree: int = 1) -> GlobalMesh:
-    """Structured box with ``n`` cells per axis; simplex cells split each box cell (2 triangles /
-    6 tetrahedra).  Facet sets ``xmin, xmax, ymin, ymax[, zmin, zmax]``; region ``domain`` (tag 1)."""
+def _box_args(n, lower, upper, cell: str):
+    """Checked box arguments of :func:`box_global` and :func:`box_block`: (n, d, lower, upper)."""
     n = [int(k) for k in n]
     d = len(n)
     if d not in (2, 3) or min(n) < 1:
@@ -64,6 +63,13 @@ def box_global(n, lower=None, upper=None, cell: str = "quadrilateral", degree: i
     upper = np.ones(d) if upper is None else np.asarray(upper, float)
     if np.any(upper <= lower):
         raise InputError(f"box: upper corner {upper.tolist()} must exceed lower {lower.tolist()}")
+    return n, d, lower, upper
+
+
+def box_global(n, lower=None, upper=None, cell: str = "quadrilateral", degree: int = 1) -> GlobalMesh:
+    """Structured box with ``n`` cells per axis; simplex cells split each box cell (2 triangles /
+    6 tetrahedra).  Facet sets ``xmin, xmax, ymin, ymax[, zmin, zmax]``; region ``domain`` (tag 1)."""
+    n, d, lower, upper = _box_args(n, lower, upper, cell)
     axes = [np.linspace(lower[k], upper[k], n[k] + 1) for k in range(d)]
     grids = np.meshgrid(*axes[::-1], indexing="ij")          # z slowest
     pts = np.stack([g.ravel() for g in grids[::-1]], axis=-1)
@@ -929,18 +935,9 @@ def box_block(comm, n, lower=None, upper=None, cell: str = "quadrilateral", degr
     Same geometry, cell numbering and facet/region names as :func:`box_global`; natural node ids
     are the lattice indices of the degree-``degree`` node lattice (x fastest).  Returns ``None``
     (on every rank) if no process grid gives every rank a cell."""
-    n = [int(k) for k in n]
-    d = len(n)
-    if d not in (2, 3) or min(n) < 1:
-        raise InputError(f"box mesh needs 2 or 3 positive cell counts, got {n}")
-    if CELL_DIM.get(cell) != d:
-        raise InputError(f"cell type {cell!r} does not fit a {d}D box")
+    n, d, lower, upper = _box_args(n, lower, upper, cell)
     if degree not in (1, 2):
         raise InputError(f"element degree must be 1 or 2 (got {degree})")
-    lower = np.zeros(d) if lower is None else np.asarray(lower, float)
-    upper = np.ones(d) if upper is None else np.asarray(upper, float)
-    if np.any(upper <= lower):
-        raise InputError(f"box: upper corner {upper.tolist()} must exceed lower {lower.tolist()}")
     P = _proc_grid(n, comm.size)
     if P is None:
         return None

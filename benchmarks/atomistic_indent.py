@@ -11,7 +11,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -23,21 +22,11 @@ def main():
     ns = ap.parse_args()
     from mpi4py import MPI
 
-    from hpcmsm.commands import qc
+    from atomistic_qc import run_example      # benchmarks/ is on sys.path (the script's folder)
 
     comm = MPI.COMM_WORLD
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    text = open(os.path.join(root, "examples", "qc_nanoindentation.toml")).read()
-    text = text.replace("nx = 160", f"nx = {ns.nx}").replace("ny = 80", f"ny = {ns.ny}")
-    d = comm.bcast(tempfile.mkdtemp(prefix="indentbench-") if comm.rank == 0 else None)
-    path = os.path.join(d, "in.toml")
+    rc, s = run_example(comm, "qc_nanoindentation.toml", {"nx = 160": ns.nx, "ny = 80": ns.ny}, "indentbench-")
     if comm.rank == 0:
-        open(path, "w").write(text)
-    comm.Barrier()
-    rc = qc.run(argparse.Namespace(input=path, output=os.path.join(d, "out")), comm)
-    comm.Barrier()
-    if comm.rank == 0:
-        s = json.load(open(os.path.join(d, "out", "summary.json")))
         steps = [{"depth_over_a": q["depth"] / s["a"], "load_qc": q["load"], "load_full": f["load"],
                   "load_error_rel": e, "contact_atoms": q["contact_atoms"], "atomistic_sites": q["atomistic_sites"],
                   "dofs_qc": q["dofs"], "adapt_cycles": q["cycles"]}

@@ -16,6 +16,27 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+def run_example(comm, example: str, sizes: dict, prefix: str):
+    """Run ``hpcmsm qc`` on ``examples/<example>`` with its ``nx = ..``/``ny = ..`` lines replaced
+    (``sizes``: original line → new value) in a temporary directory; returns (exit code, summary
+    dict on rank 0 / None elsewhere).  Shared by the QC benchmarks."""
+    from hpcmsm.commands import qc
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    text = open(os.path.join(root, "examples", example)).read()
+    for line, value in sizes.items():
+        text = text.replace(line, f"{line.split('=')[0].strip()} = {value}")
+    d = comm.bcast(tempfile.mkdtemp(prefix=prefix) if comm.rank == 0 else None)
+    path = os.path.join(d, "in.toml")
+    if comm.rank == 0:
+        open(path, "w").write(text)
+    comm.Barrier()
+    rc = qc.run(argparse.Namespace(input=path, output=os.path.join(d, "out")), comm)
+    comm.Barrier()
+    s = json.load(open(os.path.join(d, "out", "summary.json"))) if comm.rank == 0 else None
+    return rc, s
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--nx", type=int, default=120)
@@ -23,21 +44,9 @@ def main():
     ns = ap.parse_args()
     from mpi4py import MPI
 
-    from hpcmsm.commands import qc
-
     comm = MPI.COMM_WORLD
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    text = open(os.path.join(root, "examples", "qc_vacancy_cluster_shear.toml")).read()
-    text = text.replace("nx = 120", f"nx = {ns.nx}").replace("ny = 140", f"ny = {ns.ny}")
-    d = comm.bcast(tempfile.mkdtemp(prefix="qcbench-") if comm.rank == 0 else None)
-    path = os.path.join(d, "in.toml")
+    rc, s = run_example(comm, "qc_vacancy_cluster_shear.toml", {"nx = 120": ns.nx, "ny = 140": ns.ny}, "qcbench-")
     if comm.rank == 0:
-        open(path, "w").write(text)
-    comm.Barrier()
-    rc = qc.run(argparse.Namespace(input=path, output=os.path.join(d, "out")), comm)
-    comm.Barrier()
-    if comm.rank == 0:
-        s = json.load(open(os.path.join(d, "out", "summary.json")))
         keys = ["sites", "dofs_full", "dofs_qc", "dof_ratio_full_over_qc", "energy_error_rel_deformation",
                 "energy_error_rel_relaxation", "displacement_error_rel", "displacement_error_max", "time_qc",
                 "time_full", "wall_time_ratio_full_over_qc", "outer_iterations", "atomistic_sites", "repatoms"]

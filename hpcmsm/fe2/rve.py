@@ -1,4 +1,4 @@
-"""Nonlinear voxel RVE: small-strain Newton on a periodic, KUBC or TUBC cell, condensed tangent.
+"""Nonlinear voxel RVE: small- or finite-strain Newton on a periodic, KUBC or TUBC cell, condensed tangent.
 
 One Q1 element per voxel (the voxel element of :mod:`hpcmsm.homogenization.element`), phase per
 element, any material of :mod:`hpcmsm.materials.base` per phase (J2 plasticity, linear
@@ -28,6 +28,19 @@ correction.  The linear solve itself is therefore not distributed: right for the
 RVEs FE² uses; huge 3D RVEs would want a PETSc solver on the group instead (documented
 limitation; :class:`hpcmsm.homogenization.RVEProblem` is that distributed solver for linear
 cells).
+
+Finite strain (chosen when every phase has ``kind == "finite"``; mixing kinds is an InputError):
+the same machinery with the deformation gradient as the strain measure.  x = F̄X + w, the "strain"
+vector is F = F̄ + ∇w flattened row-major (m = d², index i*d + J), the "stress" is the first
+Piola–Kirchhoff P, the "tangent" A = ∂P/∂F as a (d², d²) matrix; the B matrices become the
+displacement-gradient matrices, so K = Σ Gᵀ A G, P̄ = ⟨P⟩, Ā = ⟨A⟩ − Fᵀ K⁻¹ F (the micro tangent
+must be major-symmetric, as for hyperelastic and associative log-strain laws: the factorization
+is a Cholesky/LDLᵀ), Hill–Mandel |⟨P:F⟩ − P̄:F̄| / (|P̄||F̄|).  A micro point with det F ≤ 0
+poisons the residual with NaN on every group rank; the Newton step (or the linearized predictor
+w = w_n + χ(F̄ − F̄_n), χ from F̄ = I) is then halved, at most 10 times, before the solve is
+reported unconverged.  PBC and KUBC only: TUBC at finite strain (⟨∇w⟩ = 0 with the full
+nonsymmetric multiplier and without the small-strain rotation pin) is refused with an InputError.
+No exact elastic reuse at finite strain (``try_elastic`` returns None).
 
 Exact elastic reuse (:meth:`VoxelRVE.try_elastic`): the elastic corrector χ (K_e χ = −F_e) and the
 strain-localization field L(x) = I + Bχ are computed once per microstructure.  For a new macro
@@ -92,9 +105,21 @@ class VoxelRVE:
                 raise InputError(f"RVE: material of phase {k} is {mat.dim}D but the voxel grid is {d}D")
         if bc not in ("periodic", "kubc", "tubc"):
             raise InputError(f"RVE: unknown boundary condition {bc!r} (periodic, kubc or tubc)")
+        kinds = [getattr(mat, "kind", "small") for mat in materials]
+        if len(set(kinds)) != 1 or kinds[0] not in ("small", "finite"):
+            raise InputError("RVE: all phase materials must be of the same kind, small or finite strain "
+                             f"(got {', '.join(f'phase {k}: {kd}' for k, kd in enumerate(kinds))})")
+        self.kinematics = kinds[0]
+        finite = self.kinematics == "finite"
+        if finite and bc == "tubc":
+            raise InputError("RVE: TUBC is implemented for small strain only; use periodic or kubc "
+                             "boundary conditions with finite-strain (kind = \"finite\") phases")
         self.comm = comm if comm is not None else _SerialComm()
         self.dim, self.n, self.bc = d, phases.shape[0], bc
-        self.m = 3 if d == 2 else 6
+        # strain measure: Mandel small strain (m = 3 / 6) or the deformation gradient F
+        # flattened row-major (m = d², index i*d + J)
+        self.m = d * d if finite else (3 if d == 2 else 6)
+        self._E0 = np.eye(d).ravel() if finite else np.zeros(self.m)     # the undeformed macro strain
         self.materials = list(materials)
         self.rtol, self.max_iterations = rtol, max_iterations
         self.prefix, self.petsc_options = prefix, dict(petsc_options or {})
@@ -107,7 +132,16 @@ class VoxelRVE:
         h = 1.0 / n
         # the voxel element of hpcmsm.homogenization (shared with RVEProblem): local node
         # a = (a_x, a_y[, a_z]) has index a_x + 2a_y + 4a_z, DOFs node-major, Mandel strains
-        self.B = voxel.b_matrices("elasticity", d, h)                 # (nq, m, nn*d), same for every voxel
+        if finite:
+            # displacement-gradient matrices: (∇w)_iJ = Σ_a dN_a/dX_J w_{a,i}, rows i*d + J
+            G = voxel.shape_gradients(d, h)                           # (nq, nn, d)
+            nq_, nn_ = G.shape[:2]
+            B = np.zeros((nq_, d, d, nn_, d))
+            for i in range(d):
+                B[:, i, :, :, i] = np.transpose(G, (0, 2, 1))
+            self.B = B.reshape(nq_, d * d, nn_ * d)
+        else:
+            self.B = voxel.b_matrices("elasticity", d, h)             # (nq, m, nn*d), same for every voxel
         self.wq = voxel.quadrature_weights(d, h)                      # quadrature weights (cell volume 1)
         self.nq = len(self.wq)
         # every voxel has the same B: contractions with it become single GEMMs over all voxels
@@ -401,10 +435,29 @@ class VoxelRVE:
         for k, mat in enumerate(self.materials):
             a, b = self.my_phase_slice[k]
             loc = self.phase_qp[k][a:b] - off
-            s, C, ns = mat.update(eps[loc], states[k])
+            if self.kinematics == "small":
+                s, C, ns = mat.update(eps[loc], states[k])
+            else:
+                s, C, ns = self._finite_update(mat, eps[loc], states[k])
             sig[loc], Ct[loc] = s, C
             new.append(ns)
         return sig, Ct, new
+
+    def _finite_update(self, mat, Fflat, state):
+        """P, A flattened to (n, d²), (n, d², d²).  A point with det F ≤ 0 (or a material that
+        refuses the state) poisons the phase with NaN: the group-summed residual becomes NaN on
+        every rank, so Newton stops unconverged collectively and the macro step is cut back."""
+        d, m = self.dim, self.m
+        n = len(Fflat)
+        F = Fflat.reshape(n, d, d)
+        if n and not np.all(np.linalg.det(F) > 0):
+            return np.full((n, m), np.nan), np.full((n, m, m), np.nan), state
+        try:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                P, A, ns = mat.update(F, state)
+        except (FloatingPointError, np.linalg.LinAlgError):
+            return np.full((n, m), np.nan), np.full((n, m, m), np.nan), state
+        return P.reshape(n, m), A.reshape(n, m, m), ns
 
     def _split_state(self, state):
         m, nd = self.m, self.ndof
@@ -435,17 +488,22 @@ class VoxelRVE:
         mats = []
         for k, mat in enumerate(self.materials):
             mats.append(pack_state(mat.initial_state(len(self.phase_qp[k])), self.fields[k], len(self.phase_qp[k])))
-        return np.concatenate([np.zeros(self.m), np.zeros(self.ndof)] + mats)
+        return np.concatenate([self._E0, np.zeros(self.ndof)] + mats)
 
     # ------------------------------------------------------------------------------------------
     def _elastic_setup(self):
         """Elastic corrector χ, localization L = I + Bχ and the elastic homogenized tangent."""
         st0 = self._split_state(self.initial_state())[2]
-        eps = np.zeros(((self.e1 - self.e0) * self.nq, self.m))
+        eps = np.tile(self._E0, ((self.e1 - self.e0) * self.nq, 1))          # ε = 0 or F = I
         _, Ct, _ = self._material_update(eps, st0)
         C_hom, chi, _ = self._condense(Ct)
         self.C_elastic = C_hom
         self.chi = chi                                                       # (ndof, m)
+        if self.kinematics == "finite":
+            # no exact elastic reuse at finite strain (P(F) is nonlinear even without history):
+            # χ only serves as the linearized predictor w ≈ w_n + χ (F̄ − F̄_n)
+            self.L = self._Lflat = None
+            return
         ue = chi[self.edofs[self.e0:self.e1]]                                # (ne_loc, nn*d, m)
         self.L = (np.eye(self.m)[None, None] + np.einsum("qia,eaj->eqij", self.B, ue)).reshape(-1, self.m, self.m)
         self._Lflat = self.L.reshape(-1, self.m * self.m)
@@ -471,9 +529,11 @@ class VoxelRVE:
         chi = np.zeros((self.ndof, self.m))
         chi[self.free] = -X
         C = Cavg - F.T @ X
+        if self.kinematics == "small":
+            C = 0.5 * (C + C.T)          # symmetric up to round-off; Mandel tangents are symmetric
         if extra is not None:
-            return 0.5 * (C + C.T), chi, lu, x
-        return 0.5 * (C + C.T), chi, lu
+            return C, chi, lu, x
+        return C, chi, lu
 
     def elastic_tangent(self) -> np.ndarray:
         return self.C_elastic.copy()
@@ -490,9 +550,18 @@ class VoxelRVE:
         for k, mat in enumerate(self.materials):
             a, b = self.my_phase_slice[k]
             loc = self.phase_qp[k][a:b] - off
-            psi[loc] = energy(mat, eps[loc], mats_new[k])
-            dis[loc] = dissipation(mat, eps[loc], mats_old[k], mats_new[k])
-            if "alpha" in mats_new[k]:
+            x = eps[loc]
+            if self.kinematics == "finite":
+                x = x.reshape(-1, self.dim, self.dim)
+                if len(x) and not np.all(np.linalg.det(x) > 0):    # unconverged solve: no energies
+                    psi[loc] = dis[loc] = np.nan
+                    continue
+            psi[loc] = energy(mat, x, mats_new[k])
+            dis[loc] = dissipation(mat, x, mats_old[k], mats_new[k])
+            if hasattr(mat, "plastic_strain_eq"):
+                peeq[loc] = mat.plastic_strain_eq(mats_new[k])
+                plast[loc] = peeq[loc] > mat.plastic_strain_eq(mats_old[k])
+            elif "alpha" in mats_new[k]:
                 peeq[loc] = mats_new[k]["alpha"]
                 plast[loc] = mats_new[k]["alpha"] > mats_old[k]["alpha"]
         loc_sums = np.concatenate([wq @ sig, [wq @ np.einsum("qi,qi->q", sig, eps), wq @ psi, wq @ dis,
@@ -505,7 +574,10 @@ class VoxelRVE:
                        peeq=float(peeq_), plastic=float(pl_))
 
     def try_elastic(self, E, state):
-        """Exact result without a solve if the elastic prediction keeps every point elastic, else None."""
+        """Exact result without a solve if the elastic prediction keeps every point elastic, else None
+        (always None at finite strain: no linear elastic prediction is exact there)."""
+        if self.kinematics == "finite":
+            return None
         E = np.asarray(E, dtype=float)
         E_n, w_n, mats = self._split_state(state)
         dE = E - E_n
@@ -563,13 +635,16 @@ class VoxelRVE:
         E_n, w_n, mats = self._split_state(state)
         eps_old = self._strains(E_n, w_n)
         if start is state:
+            w_prev = w_n
             w = w_n + self.chi @ (E - E_n)                                    # elastic predictor
         else:
             m = self.m
-            w = start[m:m + self.ndof] + self.chi @ (E - start[:m])           # warm start
+            w_prev = start[m:m + self.ndof]
+            w = w_prev + self.chi @ (E - start[:m])                           # warm start
+        step = (w - w_prev)[self.free]
         ne_loc = self.e1 - self.e0
         converged = False
-        it = 0
+        it = cuts = 0
         rnorms = []
         while True:
             eps = self._strains(E, w)
@@ -589,9 +664,18 @@ class VoxelRVE:
             if rn <= self.rtol * ref or rn < 1e-300:
                 converged = True
                 break
+            if not np.isfinite(rn) and self.kinematics == "finite" and cuts < 10:
+                # the last step (or the linearized predictor) inverted a micro point (det F ≤ 0,
+                # NaN residual on every rank): halve it; still inverted after 10 cuts → unconverged
+                step = 0.5 * step
+                w = w_prev.copy()
+                w[self.free] += step
+                cuts += 1
+                continue
             if it >= max_iterations or not np.isfinite(rn):
                 break
             dw, lu = self._solve_root(K, -r[self.free])
+            w_prev, step = w, dw
             w = w.copy()
             w[self.free] += dw
             it += 1
@@ -620,17 +704,24 @@ class VoxelRVE:
         ne_loc = self.e1 - self.e0
         peeq = np.zeros(len(eps))
         off = self.e0 * self.nq
-        for k in range(len(self.materials)):
-            if "alpha" in mats[k]:
-                a, b = self.my_phase_slice[k]
+        for k, mat in enumerate(self.materials):
+            a, b = self.my_phase_slice[k]
+            if hasattr(mat, "plastic_strain_eq"):
+                peeq[self.phase_qp[k][a:b] - off] = mat.plastic_strain_eq(mats[k])
+            elif "alpha" in mats[k]:
                 peeq[self.phase_qp[k][a:b] - off] = mats[k]["alpha"]
         loc = np.concatenate([eps.reshape(ne_loc, self.nq, -1).mean(1), sig.reshape(ne_loc, self.nq, -1).mean(1),
                               peeq.reshape(ne_loc, self.nq).mean(1)[:, None]], axis=1)
         if self.comm.size > 1:
             loc = np.concatenate(self.comm.allgather(loc))
-        m = self.m
-        return {"strain": loc[:, :m], "stress": loc[:, m:2 * m], "peeq": loc[:, 2 * m],
-                "phase": self.phase_e.astype(np.int32), "fluctuation": w.reshape(-1, self.dim), "E": E}
+        m, d = self.m, self.dim
+        out = {"strain": loc[:, :m], "stress": loc[:, m:2 * m], "peeq": loc[:, 2 * m],
+               "phase": self.phase_e.astype(np.int32), "fluctuation": w.reshape(-1, d), "E": E}
+        if self.kinematics == "finite":
+            # "strain"/"stress" are F and P flattened row-major (i*d + J); the same as (ne, d, d)
+            out.update(F=out["strain"].reshape(-1, d, d), P=out["stress"].reshape(-1, d, d),
+                       F_bar=np.asarray(E).reshape(d, d))
+        return out
 
 
 def _min_op():

@@ -444,9 +444,14 @@ class ElasticityProblem(_MechanicsBase):
 
 
 class HyperelasticProblem(_MechanicsBase):
-    """Finite-strain total Lagrangian hyperelasticity, Div P(F) + λ b₀ = 0 on the reference
+    """Finite-strain total Lagrangian quasi-statics, Div P(F) + λ b₀ = 0 on the reference
     configuration, solved by PETSc SNES (Newton + line search, prefix ``macro_``).  A step that
-    makes det F ≤ 0 anywhere or fails to converge is cut back."""
+    makes det F ≤ 0 anywhere or fails to converge is cut back.
+
+    Any ``kind == "finite"`` material: hyperelastic W(F) or history-dependent (e.g.
+    :class:`hpcmsm.materials.logstrain.LogStrainJ2`).  Every evaluation starts from the committed
+    state ``group.state``; the state of the converged iterate becomes ``group.trial`` and is
+    committed (with its dissipation) only in :meth:`commit`, so a failed step leaves it alone."""
 
     kind = "finite"
 
@@ -461,6 +466,10 @@ class HyperelasticProblem(_MechanicsBase):
         self.snes.setTolerances(rtol=rtol, atol=atol, max_it=max_it)
         defaults = dict(ELASTICITY_DEFAULTS)
         defaults.update({"snes_type": "newtonls", "snes_linesearch_type": "bt", "ksp_rtol": "1e-10"})
+        if any(hasattr(g.material, "dissipation_increment") for g in self.groups):
+            # the consistent tangent of finite-strain plasticity is symmetric but can be indefinite
+            # on large trial iterates (CG breaks down there; GMRES does not)
+            defaults["ksp_type"] = "gmres"
         defaults.update(self.petsc_options or {})
         from ..parallel import petsc_options
 
@@ -476,15 +485,19 @@ class HyperelasticProblem(_MechanicsBase):
         out = []
         for g in self.groups:
             Fs, geo = [], []
-            for _, cells in self.group_cell_slices(g):
+            for ps, cells in self.group_cell_slices(g):
                 _, dNdX, w = self._geom_cells(cells)
                 ue = ul[self.space.cell_dofs[cells]].reshape(len(cells), -1, self.dim)
                 Fs.append(forms.deformation_gradient(dNdX, ue))
-                geo.append((cells, dNdX, w))
+                geo.append((cells, dNdX, w, ps))
             out.append((g, Fs, geo))
         return out
 
-    def _eval(self, x, want_matrix):
+    def _eval(self, x, want_matrix, keep_trial: bool = False):
+        """Internal force (and tangent) blocks at displacement x from the committed material
+        states; ``keep_trial`` stores each group's new state in ``group.trial`` and its F in
+        ``group.F`` ((ncell, nq, d, d)).  Collective; (None, None) if det F ≤ 0 or a material
+        failed anywhere."""
         from mpi4py import MPI
 
         data = self._deformation(x)
@@ -496,16 +509,22 @@ class HyperelasticProblem(_MechanicsBase):
         Fe, Ke = [], []
         bad = 0
         for g, Fs, geo in data:
-            for F, (cells, dNdX, w) in zip(Fs, geo):
+            trial = []
+            for F, (cells, dNdX, w, ps) in zip(Fs, geo):
                 try:
                     with np.errstate(invalid="raise", divide="raise", over="raise"):
-                        P, A, _ = g.material.update(F.reshape(-1, self.dim, self.dim), g.state)
+                        P, A, new = g.material.update(F.reshape(-1, self.dim, self.dim),
+                                                      {k: v[ps] for k, v in g.state.items()})
                 except (FloatingPointError, ConvergenceError, ArithmeticError):
                     bad = 1
                     continue
+                trial.append(new)
                 Fe.append((cells, forms.internal_force_finite(dNdX, P.reshape(F.shape), w)))
                 if want_matrix:
                     Ke.append((cells, forms.stiffness_finite(dNdX, A.reshape(F.shape[:2] + (self.dim,) * 4), w)))
+            if keep_trial and not bad:
+                g.trial = {k: np.concatenate([t[k] for t in trial]) for k in g.state} if trial else g.state
+                g.F = np.concatenate(Fs) if Fs else np.zeros((0, self.space.nq, self.dim, self.dim))
         if self.comm.allreduce(bad, op=MPI.SUM):      # agree before any collective assembly
             self.detF_min = -np.inf if not self.detF_min > 0 else self.detF_min
             self.material_failed = True
@@ -547,7 +566,8 @@ class HyperelasticProblem(_MechanicsBase):
         return True, its, ""
 
     def commit(self, target: float) -> None:
-        """Accept the trial displacement: internal force and trapezoidal external work."""
+        """Accept the trial displacement and the material states of its evaluation: internal
+        force, trapezoidal external work and the dissipation of history-dependent laws."""
         from mpi4py import MPI
 
         x, self._x_trial = self._x_trial, None
@@ -555,11 +575,20 @@ class HyperelasticProblem(_MechanicsBase):
         x.copy(self.u)
         x.destroy()
         self.u.ghostUpdate(self.PETSc.InsertMode.INSERT, self.PETSc.ScatterMode.FORWARD)
-        Fe, _ = self._eval(self.u, False)
+        Fe, _ = self._eval(self.u, False, keep_trial=True)
+        if Fe is None:          # cannot happen after a converged SNES solve at the same u
+            raise ConvergenceError("material evaluation failed at the converged displacement")
         fi_old = self.f_int.getArray(readonly=True).copy()
         ElasticityProblem._assemble_cells_vec(self, self.f_int, Fe)
         dW = 0.5 * float(np.dot(self.f_int.getArray(readonly=True) + fi_old, self.u.getArray(readonly=True) - u_old))
         self.work += self.comm.allreduce(dW, op=MPI.SUM)
+        d = 0.0
+        for g in self.groups:
+            if hasattr(g.material, "dissipation_increment") and len(g.cells):
+                d += float(np.dot(g.material.dissipation_increment(g.F.reshape(-1, self.dim, self.dim), g.state,
+                                                                   g.trial), self._wdet(g).ravel()))
+            g.state, g.trial = g.trial, None
+        self.dissipation += self.comm.allreduce(d, op=MPI.SUM)
         self.lam = target
 
     def solve(self, nsteps: int = 1, lam_end: float = 1.0, min_step: float = 1e-4, max_cuts: int = 8,
@@ -580,16 +609,28 @@ class HyperelasticProblem(_MechanicsBase):
         e = 0.0
         for g, F in self.deformation_gradients():
             if len(F):
-                e += float(np.dot(g.material.energy(F.reshape(-1, self.dim, self.dim)), self._wdet(g).ravel()))
+                e += float(np.dot(g.material.energy(F.reshape(-1, self.dim, self.dim), g.state),
+                                  self._wdet(g).ravel()))
         return self.comm.allreduce(e, op=MPI.SUM)
 
+    def plastic_strain_eq(self) -> list:
+        """Equivalent plastic strain per group: list of (group, (ncell, nq)) (zeros for laws
+        without ``plastic_strain_eq``)."""
+        nq = self.space.nq
+        return [(g, np.asarray(g.material.plastic_strain_eq(g.state)).reshape(len(g.cells), nq)
+                 if hasattr(g.material, "plastic_strain_eq") else np.zeros((len(g.cells), nq))) for g in self.groups]
+
     def energy_audit(self) -> Audit:
-        """Trapezoidal external work ≈ stored energy (hyperelastic, O(Δλ²) quadrature error)."""
+        """Trapezoidal external work ≈ stored energy + dissipation (O(Δλ²) quadrature error of
+        the work along the load path; the dissipation is ≥ 0)."""
         stored = self.stored_energy()
         scale = max(abs(self.work), 1e-300)
-        self.audit.add("energy balance |W_ext(trapezoid) - W| / W_ext", (self.work - stored) / scale, 5e-2,
+        self.audit.add("energy balance |W_ext(trapezoid) - (stored + dissipation)| / W_ext",
+                       (self.work - stored - self.dissipation) / scale, 5e-2,
                        note="trapezoidal work of the load path; O(Δλ²)")
-        self.energies = {"external_work": self.work, "stored": stored, "dissipation": 0.0}
+        if any(hasattr(g.material, "dissipation_increment") for g in self.groups):
+            self.audit.add("dissipation >= 0 (relative to W_ext)", self.dissipation / scale, 1e-12, ">=")
+        self.energies = {"external_work": self.work, "stored": stored, "dissipation": self.dissipation}
         return self.audit
 
     def destroy(self):

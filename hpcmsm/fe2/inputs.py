@@ -20,6 +20,8 @@ class MacroSection:
     grading: float = param(1.5, gt=0, doc="radial grading of the plate mesh towards the hole")
     displacement: float = param(0.005, unit="m", doc="final x-displacement of the loaded face (x = L)")
     steps: int = param(10, ge=1, doc="load steps (equal increments)")
+    kinematics: Literal["small", "finite"] = param(
+        "small", doc="small strain (Mandel ε, σ) or finite strain (total Lagrangian: F and P at every QP)")
 
     def validate(self):
         if self.geometry == "plate_with_hole":
@@ -35,10 +37,18 @@ class MacroSection:
             raise ConfigError("cell counts must be >= 1", key="cells")
 
 
+SMALL_LAWS = ("linear_elastic", "j2")
+FINITE_LAWS = ("neo_hookean",)
+
+
 @dataclass
 class PhaseSection:
-    """A micro phase: J2 elasto-plastic if ``sigma_y`` is given, else linear elastic."""
+    """A micro phase.  ``model = "auto"``: J2 elasto-plastic if ``sigma_y`` is given, else linear
+    elastic (small strain); ``"neo_hookean"``: compressible Neo-Hookean with the same E, ν
+    (finite strain)."""
 
+    model: Literal["auto", "linear_elastic", "j2", "neo_hookean"] = param(
+        "auto", doc="material law: auto (j2 if sigma_y else linear_elastic), linear_elastic, j2, neo_hookean")
     E: float = param(200e3, unit="MPa", gt=0, doc="Young's modulus")
     nu: float = param(0.3, gt=-1, lt=0.5, doc="Poisson's ratio")
     sigma_y: Optional[float] = param(None, unit="MPa", doc="yield stress (omit: elastic phase)")
@@ -47,6 +57,21 @@ class PhaseSection:
     def validate(self):
         if self.sigma_y is not None and not self.sigma_y > 0:
             raise ConfigError("expected a positive yield stress", key="sigma_y")
+        if self.model == "j2" and self.sigma_y is None:
+            raise ConfigError("model 'j2' needs sigma_y", key="sigma_y")
+        if self.model in ("linear_elastic",) + FINITE_LAWS and self.sigma_y is not None:
+            raise ConfigError(f"model {self.model!r} has no yield stress (remove sigma_y or use model = 'j2')",
+                              key="sigma_y")
+
+    @property
+    def law(self) -> str:
+        if self.model == "auto":
+            return "j2" if self.sigma_y is not None else "linear_elastic"
+        return self.model
+
+    @property
+    def kinematics(self) -> str:
+        return "finite" if self.law in FINITE_LAWS else "small"
 
 
 @dataclass
@@ -111,6 +136,16 @@ class FE2Input:
         if self.micro.model == "voxel" and self.micro.microstructure != "homogeneous" \
                 and self.micro.voxels < 4:
             raise ConfigError("a heterogeneous RVE needs at least 4 voxels per edge", key="micro.voxels")
+        # every phase that occurs must use the macro kinematics (a small-strain law cannot take F)
+        phases = [("micro.matrix", self.micro.matrix)]
+        if self.micro.model == "voxel" and self.micro.microstructure != "homogeneous":
+            phases.append(("micro.particle", self.micro.particle))
+        for key, ph in phases:
+            if ph.kinematics != self.macro.kinematics:
+                need = FINITE_LAWS if self.macro.kinematics == "finite" else SMALL_LAWS
+                raise ConfigError(f"[macro] kinematics = {self.macro.kinematics!r} needs {self.macro.kinematics}-"
+                                  f"strain phase materials ({', '.join(need)}), but this phase is "
+                                  f"{ph.law!r} ({ph.kinematics} strain)", key=f"{key}.model")
         for k in self.output.micro_points:
             if len(k) != self.macro.dim:
                 raise ConfigError(f"positions need {self.macro.dim} coordinates", key="output.micro_points")

@@ -109,7 +109,16 @@ class Dirichlet:
 
 
 class MacroProblem:
-    """Small-strain Q1 macro problem on :mod:`hpcmsm.fem` (FE²'s thin adapter).
+    """Q1 macro problem on :mod:`hpcmsm.fem` (FE²'s thin adapter), small or finite strain.
+
+    ``kinematics = "small"``: Mandel strains ε (m = 3 / 6), B-matrix assembly.
+    ``kinematics = "finite"``: total Lagrangian on the reference mesh, the macro "strain" at a QP
+    is the deformation gradient F = I + ∇u flattened row-major (m = d², index i*d + J), the
+    "stress" the first Piola–Kirchhoff P flattened the same way and the tangent A = ∂P/∂F as a
+    (d², d²) matrix; internal force ∫ P : ∇δu dV, tangent ∫ ∇δu : A : ∇du dV
+    (:func:`hpcmsm.fem.forms.internal_force_finite` / ``stiffness_finite``).  Materials of a
+    finite problem obey the finite-strain interface of :mod:`hpcmsm.materials.base`
+    (``update(F (n,d,d), state) -> P (n,d,d), A (n,d,d,d,d), new``).
 
     The FE² geometry (:class:`Mesh`, natural node/cell ids) is handed to
     :func:`hpcmsm.fem.mesh.distribute` (only rank 0's copy is read); DOF numbering, sparsity,
@@ -122,7 +131,7 @@ class MacroProblem:
     """
 
     def __init__(self, comm, mesh: Mesh, material_blocks, bcs: list[Dirichlet], petsc_options: dict | None = None,
-                 prefix: str = "macro_", partitioner: str = "rcb"):
+                 prefix: str = "macro_", partitioner: str = "rcb", kinematics: str = "small"):
         from ..fem import forms
         from ..fem.mesh import GlobalMesh, distribute
         from ..fem.solvers import make_ksp, rigid_body_modes
@@ -130,7 +139,11 @@ class MacroProblem:
 
         self.comm, self.mesh = comm, mesh
         d = self.dim = mesh.dim
-        self.m = 3 if d == 2 else 6
+        if kinematics not in ("small", "finite"):
+            raise InputError(f"macro kinematics must be 'small' or 'finite' (got {kinematics!r})")
+        self.kinematics = kinematics
+        self.finite = kinematics == "finite"
+        self.m = d * d if self.finite else (3 if d == 2 else 6)
         if not bcs:
             raise InputError("macro problem needs Dirichlet conditions")
         g = None
@@ -152,7 +165,9 @@ class MacroProblem:
         self.qperm = np.lexsort(tuple(sp.qpts[:, k] for k in range(d)))
         _, dNdx, wdet = sp.geometry(slice(None))                # (ne, nq, nen, d), (ne, nq)
         self.wdet = wdet[:, self.qperm]
-        self.B = forms.strain_operator(dNdx[:, self.qperm])     # (ne, nq, m, nen*d)
+        self.dNdx = dNdx[:, self.qperm]                          # (ne, nq, nen, d), reference config
+        # small strain: Mandel B (ne, nq, m, nen*d); finite strain works on dNdx directly
+        self.B = None if self.finite else forms.strain_operator(self.dNdx)
         self._forms = forms
         # natural QP ids of the local cells and the owner of every QP (the pool's routing table)
         self.qp_ids = (fm.cell_ids[:, None] * self.nq + np.arange(self.nq)).ravel()
@@ -212,31 +227,86 @@ class MacroProblem:
         return self.space.local_array(self.x)[self.space.cell_dofs]
 
     def strains(self) -> np.ndarray:
-        """Macro strains at this rank's QPs (ne*nq, m)."""
+        """Macro strains at this rank's QPs (ne*nq, m): Mandel ε, or F flattened (finite)."""
         ue = self.local_u()
+        if self.finite:
+            ne, d = len(ue), self.dim
+            F = self._forms.deformation_gradient(self.dNdx, ue.reshape(ne, -1, d))
+            return F.reshape(-1, self.m)
         return np.matmul(self.B, ue[:, None, :, None])[..., 0].reshape(-1, self.m)
 
     def evaluate(self, states, strain=None):
-        """Material update at all local QPs: stress, tangent, new states (per block)."""
+        """Material update at all local QPs: stress, tangent, new states (per block).
+
+        Collective.  Finite strain: det F ≤ 0 at any macro QP, or a material that cannot be
+        evaluated (overflow, log of a negative number), raises :class:`ConvergenceError` on every
+        rank alike, so the Newton driver cuts the step back."""
+        from mpi4py import MPI
+
         eps = self.strains() if strain is None else strain
         nloc = eps.shape[0]
-        sig = np.zeros((nloc, self.m))
-        Ct = np.zeros((nloc, self.m, self.m))
+        d, m = self.dim, self.m
+        if self.finite:
+            jmin = float(np.linalg.det(eps.reshape(-1, d, d)).min(initial=np.inf))
+            jmin = self.comm.allreduce(jmin, op=MPI.MIN)
+            if not jmin > 0:
+                raise ConvergenceError(f"det F <= 0 at a macro quadrature point (min det F = {jmin:.3g})")
+        sig = np.zeros((nloc, m))
+        Ct = np.zeros((nloc, m, m))
         new = []
+        bad = ""
         for (mat, q), st in zip(self.blocks, states):
-            s, C, ns = mat.update(eps[q], st)
-            sig[q], Ct[q] = s, C
+            x = eps[q].reshape(-1, d, d) if self.finite else eps[q]
+            if getattr(mat, "collective", False) or not self.finite:   # the RVE pool fails collectively
+                s, C, ns = mat.update(x, st)
+                sig[q], Ct[q] = np.reshape(s, (-1, m)), np.reshape(C, (-1, m, m))
+                new.append(ns)
+                continue
+            try:
+                with np.errstate(invalid="raise", divide="raise", over="raise"):
+                    s, C, ns = mat.update(x, st)
+            except (FloatingPointError, ArithmeticError) as e:   # rank-local: agree below
+                bad = bad or f"material evaluation failed: {e}"
+                new.append(st)
+                continue
+            sig[q], Ct[q] = np.reshape(s, (-1, m)), np.reshape(C, (-1, m, m))
             new.append(ns)
+        msgs = [b for b in self.comm.allgather(bad) if b]
+        if msgs:
+            raise ConvergenceError(msgs[0])
         return eps, sig, Ct, new
 
     def assemble(self, sig, Ct):
         """Internal force (owned part, a copy) and tangent into A (fem's vectorised assembly)."""
-        ne = len(self.fmesh.cells)
-        sq = sig.reshape(ne, self.nq, self.m)
-        Cq = Ct.reshape(ne, self.nq, self.m, self.m)
-        self.space.assemble_matrix(self.A, self._forms.stiffness_small(self.B, Cq, self.wdet))
-        self.space.assemble_vector(self.b, self._forms.internal_force_small(self.B, sq, self.wdet))
+        ne, nq, d = len(self.fmesh.cells), self.nq, self.dim
+        f = self._forms
+        if self.finite:
+            self.space.assemble_matrix(self.A, f.stiffness_finite(self.dNdx, Ct.reshape(ne, nq, d, d, d, d), self.wdet))
+            self.space.assemble_vector(self.b, f.internal_force_finite(self.dNdx, sig.reshape(ne, nq, d, d), self.wdet))
+        else:
+            sq = sig.reshape(ne, nq, self.m)
+            Cq = Ct.reshape(ne, nq, self.m, self.m)
+            self.space.assemble_matrix(self.A, f.stiffness_small(self.B, Cq, self.wdet))
+            self.space.assemble_vector(self.b, f.internal_force_small(self.B, sq, self.wdet))
         return self.b.getArray(readonly=True).copy()
+
+    def load_slope(self) -> float:
+        """d(f_int·ū)/dλ along the equilibrium path at the current state (collective).
+
+        Uses the tangent K just assembled (call right after :meth:`assemble` at a converged
+        state): v solves K_ff v_f = −K_fc ū, v_c = ū, and the slope is v·(K e) with e = (0, ū)
+        (K symmetric: hyperelastic and homogenized hyperelastic tangents are).  It is the end
+        derivative of the Hermite-corrected trapezoidal rule for the external work.  One macro
+        solve; A is left with the Dirichlet rows eliminated, which the next solve redoes anyway."""
+        e = self.dx
+        e.set(0.0)
+        e.getArray()[self.bc_local] = self.bc_own_vals
+        self.A.mult(e, self.b)
+        w = self.b.getArray(readonly=True).copy()
+        n_its = len(self.ksp_iterations)
+        v = self.linear_solve(np.zeros_like(w), self.bc_own_vals)
+        del self.ksp_iterations[n_its:]          # not a Newton solve: keep the KSP statistics clean
+        return float(self.comm.allreduce(float(v @ w)))
 
     def linear_solve(self, rhs_owned: np.ndarray, du_bc_owned: np.ndarray) -> np.ndarray:
         """Solve A du = rhs with du = du_bc on Dirichlet DOFs (symmetric elimination)."""
@@ -317,6 +387,7 @@ class StepResult:
     residuals: list
     rates: list
     message: str = ""
+    slopes: tuple = (None, None)     # finite strain: d(f·ū)/dλ at the step's start and end
 
 
 def newton_rates(res: list, floor: float = 0.0) -> list:
@@ -334,10 +405,14 @@ def newton_rates(res: list, floor: float = 0.0) -> list:
 
 
 class NewtonDriver:
-    """Load-stepped small-strain Newton with cut-back; commits material states on convergence.
+    """Load-stepped Newton (small or finite strain) with cut-back; commits material states on
+    convergence.
 
     ``state`` holds per-block material states; the last converged tangent/internal force are kept
-    so a new step's first (predictor) iteration needs no extra material evaluation.
+    so a new step's first (predictor) iteration needs no extra material evaluation.  Finite
+    strain: an iterate with det F ≤ 0 at a macro QP, or a micro/material failure, rejects the
+    attempt (the caller cuts back); after every converged state the load slope
+    (:meth:`MacroProblem.load_slope`) is computed for the Hermite-corrected work integral.
     """
 
     def __init__(self, problem: MacroProblem, rtol: float = 1e-8, atol: float = 1e-12, max_iterations: int = 15):
@@ -346,7 +421,10 @@ class NewtonDriver:
         self.states = [mat.initial_state(len(q)) for mat, q in problem.blocks]
         self.lam = 0.0
         self.eps = np.zeros((len(problem.qp_ids), problem.m))
+        if problem.finite:
+            self.eps[:] = np.eye(problem.dim).ravel()            # F = I
         self.sig = np.zeros_like(self.eps)
+        self.slope = None
         self.f_int = None
         self._K_ready = False
         self.qp_info = None
@@ -358,6 +436,8 @@ class NewtonDriver:
         self.eps, self.sig = eps, sig
         self._K_ready = True
         self._discard()
+        if self.p.finite:
+            self.slope = self.p.load_slope()
 
     def _discard(self):
         for mat, _ in self.p.blocks:
@@ -375,6 +455,7 @@ class NewtonDriver:
         p = self.p
         if not self._K_ready:
             self.initialize()
+        slope0 = self.slope
         x_save = p.x.copy()
         dlam = lam_new - self.lam
         du_bc = p.bc_own_vals * dlam
@@ -396,7 +477,9 @@ class NewtonDriver:
                     self.lam = lam_new
                     self.qp_info = self._qp_info(eps, old, new)
                     x_save.destroy()
-                    return StepResult(True, it, res, newton_rates(res, 1e-13 * ref))
+                    if p.finite:
+                        self.slope = p.load_slope()
+                    return StepResult(True, it, res, newton_rates(res, 1e-13 * ref), slopes=(slope0, self.slope))
                 if not np.isfinite(rn):
                     break
                 du = p.linear_solve(-f, np.zeros_like(du_bc))
@@ -424,8 +507,9 @@ class NewtonDriver:
                 for k in out:
                     out[k][q] = info[:, INFO_KEYS.index(k)]
             else:
-                out["psi"][q] = energy(mat, eps[q], sn)
-                out["dissipation"][q] = dissipation(mat, eps[q], so, sn)
+                x = eps[q].reshape(-1, self.p.dim, self.p.dim) if self.p.finite else eps[q]
+                out["psi"][q] = energy(mat, x, sn)
+                out["dissipation"][q] = dissipation(mat, x, so, sn)
                 if "alpha" in sn:
                     out["peeq"][q] = sn["alpha"]
                     out["plastic"][q] = sn["alpha"] > so["alpha"]

@@ -310,11 +310,14 @@ class HomogenizedMaterial:
     :meth:`commit` / :meth:`discard` are available to drivers that prefer them.
     """
 
-    kind = "small"
+    collective = True      # update() is collective over the pool's communicator
 
     def __init__(self, pool: RVEPool, qp_ids: np.ndarray, dim: int):
         self.pool, self.qp_ids, self.dim = pool, np.asarray(qp_ids, dtype=np.int64), dim
         self.m = pool.m
+        # small: Mandel strain → stress (n, m), tangent (n, m, m); finite: F (n, d, d) →
+        # P (n, d, d), A (n, d, d, d, d) (the finite-strain interface of materials.base)
+        self.kind = "finite" if getattr(pool.micro, "kinematics", "small") == "finite" else "small"
         self._version = 0
         self._trial_version = None
         self.last_info = None
@@ -327,7 +330,11 @@ class HomogenizedMaterial:
                                      op=_max())
         if self._trial_version is not None and v == self._trial_version:
             self.commit()
-        stress, tangent, info = self.pool.evaluate(self.qp_ids, np.asarray(strain, float))
+        n = len(self.qp_ids)
+        stress, tangent, info = self.pool.evaluate(self.qp_ids, np.asarray(strain, float).reshape(n, self.m))
+        if self.kind == "finite":
+            d = self.dim
+            stress, tangent = stress.reshape(n, d, d), tangent.reshape(n, d, d, d, d)
         self.last_info = info
         self._trial_version = self._version + 1
         return stress, tangent, {"version": np.full(len(self.qp_ids), self._trial_version, dtype=np.int64)}

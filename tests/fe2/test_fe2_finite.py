@@ -1,0 +1,202 @@
+"""Finite-strain FE² (total Lagrangian macro, F̄ → P̄, Ā at every quadrature point).
+
+Oracles: the independent finite-strain solver of :mod:`hpcmsm.fem` (HyperelasticProblem: SNES,
+its own assembly and mesh) on the same geometry; the small-strain FE² at vanishing load (the
+difference must scale like the load, i.e. the relative difference is O(load)); path
+independence of hyperelasticity (a cut-back run ends where a fine-stepped one does); the fourth
+order of the Hermite-corrected work integral (energy audit).
+"""
+import os
+
+import numpy as np
+import pytest
+from mpi4py import MPI
+
+from hpcmsm.config import from_dict
+from hpcmsm.fe2.driver import run_fe2
+from hpcmsm.fe2.inputs import FE2Input
+
+E, NU = 70e3, 0.33
+
+
+def _cfg(outdir, **over):
+    base = {
+        "macro": {"geometry": "plate_with_hole", "size": 10.0, "hole_radius": 3.0, "cells": [4, 2],
+                  "displacement": 3.0, "steps": 4, "kinematics": "finite"},
+        "micro": {"model": "point", "matrix": {"model": "neo_hookean", "E": E, "nu": NU}},
+        "pool": {"group_size": 1, "balance": "round_robin"},
+        "newton": {"rtol": 1e-10},
+        "output": {"dir": outdir, "png": False},
+    }
+    for k, v in over.items():
+        base[k] = {**base.get(k, {}), **v}
+    return from_dict(FE2Input, base)
+
+
+def _history(summary):
+    H = np.array(summary["history"])
+    return {c: H[:, i] for i, c in enumerate(summary["history_columns"])}
+
+
+def _gather_by_position(comm, x, u):
+    """All owned (position, value) rows of every rank, sorted by position (rank-independent)."""
+    X = np.concatenate(comm.allgather(np.asarray(x)))
+    U = np.concatenate(comm.allgather(np.asarray(u)))
+    order = np.lexsort(tuple(np.round(X[:, k], 9) for k in reversed(range(X.shape[1]))))
+    return X[order], U[order]
+
+
+@pytest.mark.mpi
+def test_point_neohookean_fe2_equals_direct_hyperelastic_problem(comm):
+    """Homogeneous one-point micro (Neo-Hookean): the FE² macro Newton with the pool equals
+    fem.HyperelasticProblem (SNES + its own assembly on fem's own box mesh) with the same
+    material, mesh and loads -- displacements and reactions at every step, 30 % stretch with
+    both ends clamped laterally (an inhomogeneous deformation), at any rank count and group size."""
+    from hpcmsm.fe2.macro import Dirichlet, MacroProblem, NewtonDriver, box_mesh
+    from hpcmsm.fe2.micro import PointMicro
+    from hpcmsm.fe2.pool import HomogenizedMaterial, RVEPool
+    from hpcmsm.fem import Dirichlet as FemDirichlet, HyperelasticProblem, create_box
+    from hpcmsm.materials.hyperelastic import NeoHookean
+
+    L, n, delta, steps = 1.0, [4, 3], 0.3, 3
+    mat = NeoHookean(2, E, NU)
+    # direct finite-strain solve
+    fmesh = create_box(comm, n, upper=[L, L])
+    direct = HyperelasticProblem(fmesh, mat, [FemDirichlet("xmin", 0.0), FemDirichlet("xmax", [delta, 0.0])])
+    R_ref = []
+    direct.solve(steps, callback=lambda pr, rec: R_ref.append(pr.reaction("xmax")))
+    R_ref = np.array(R_ref)
+    Xr, Ur = _gather_by_position(comm, fmesh.points[:fmesh.n_owned],
+                                 direct.u.getArray(readonly=True).reshape(-1, 2))
+    direct.destroy()
+    for g in sorted({1, comm.size}):
+        mesh = box_mesh([L, L], n)
+        xmin, xmax = mesh.sets["xmin"], mesh.sets["xmax"]
+        bcs = [Dirichlet(xmin, 0, 0.0), Dirichlet(xmin, 1, 0.0), Dirichlet(xmax, 0, delta), Dirichlet(xmax, 1, 0.0)]
+        p = MacroProblem(comm, mesh, [], bcs, kinematics="finite")
+        pool = RVEPool(comm, lambda sub: PointMicro(mat), p.nqp_global, p.qp_owner, g)
+        assert pool.m == 4
+        p.blocks = [(HomogenizedMaterial(pool, p.qp_ids, 2), np.arange(len(p.qp_ids)))]
+        drv = NewtonDriver(p, rtol=1e-11)
+        R = []
+        for k in range(1, steps + 1):
+            res = drv.step(k / steps)
+            assert res.converged, res.message
+            assert res.rates and res.rates[-1] > 1.8, res.rates          # quadratic: consistent Ā
+            R.append([p.reaction(drv.f_int, xmax, 0), p.reaction(drv.f_int, xmax, 1)])
+        fm = p.fmesh
+        X, U = _gather_by_position(comm, fm.points[:fm.n_owned], p.x.getArray(readonly=True).reshape(-1, 2))
+        assert np.allclose(X, Xr, atol=1e-12)
+        assert np.allclose(U, Ur, rtol=0, atol=1e-9 * delta), np.abs(U - Ur).max()
+        assert np.allclose(np.array(R), R_ref, rtol=1e-7, atol=1e-7 * abs(R_ref).max())
+        assert np.abs(U[:, 1]).max() > 1e-2 * delta      # lateral contraction between clamped ends: inhomogeneous
+        pool.free()
+        p.destroy()
+
+
+def test_small_strain_limit():
+    """At vanishing load finite-strain FE² (Neo-Hookean) → small-strain FE² with the linearized
+    phase (isotropic, same E, ν): the relative reaction difference is O(load) -- halving the
+    load halves it -- while at 30 % stretch it is O(1)."""
+    rel = []
+    for delta in (2e-3, 1e-3, 3.0):
+        out = {}
+        for kin, model in (("finite", "neo_hookean"), ("small", "linear_elastic")):
+            cfg = _cfg(f"/tmp/hpcmsm_fe2_lim_{os.getpid()}_{kin}", macro={"displacement": delta, "steps": 1,
+                                                                          "kinematics": kin},
+                       micro={"matrix": {"model": model, "E": E, "nu": NU}})
+            out[kin] = _history(run_fe2(cfg, MPI.COMM_SELF, quiet=True))["reaction"][-1]
+        rel.append(abs(out["finite"] - out["small"]) / abs(out["small"]))
+    assert 1.8 < rel[0] / rel[1] < 2.2, rel          # first order in the load
+    assert rel[1] < 1e-3 * 10, rel
+    assert rel[2] > 50 * rel[0], rel                  # and really nonlinear at large stretch
+
+
+def test_hermite_work_integral_is_fourth_order_and_audits_pass(tmp_path):
+    """Energy audit of a hyperelastic FE² run: W_ext (Hermite-corrected trapezoid over the load
+    steps) = stored energy; halving the load step divides the mismatch by ~16 (fourth order)."""
+    errs = []
+    for steps in (2, 4):
+        s = run_fe2(_cfg(str(tmp_path / f"s{steps}"), macro={"steps": steps}), MPI.COMM_SELF, quiet=True)
+        assert s["audit_passed"], s["audit"]
+        h = _history(s)
+        errs.append(abs(h["external_work"][-1] - h["stored_energy"][-1]) / h["stored_energy"][-1])
+        assert np.all(h["dissipation"] == 0.0)
+        assert min(s["newton_orders"]) > 1.8, s["newton_orders"]
+    assert 12 < errs[0] / errs[1] < 20, errs         # measured 15.9
+
+
+def test_det_f_failure_cuts_back_and_path_independence(tmp_path, capsys):
+    """40 % compression in one step: the tangent predictor inverts elements (det F ≤ 0 at a macro
+    QP), the step is cut back (then sub-stepped up to the target), and the hyperelastic end state
+    equals a run in 8 equal steps."""
+    over = dict(macro={"displacement": -4.0, "steps": 1}, newton={"max_cutbacks": 8, "max_iterations": 15})
+    s1 = run_fe2(_cfg(str(tmp_path / "one"), **over), MPI.COMM_SELF, quiet=False)
+    log = capsys.readouterr().out
+    assert "det F <= 0 at a macro quadrature point" in log and "cutting the increment back" in log
+    assert _history(s1)["cutbacks"][-1] >= 1
+    over["macro"] = {**over["macro"], "steps": 8}
+    s12 = run_fe2(_cfg(str(tmp_path / "eight"), **over), MPI.COMM_SELF, quiet=True)
+    assert s12["audit_passed"], s12["audit"]
+    a, b = _history(s1)["reaction"][-1], _history(s12)["reaction"][-1]
+    assert np.isclose(a, b, rtol=1e-8), (a, b)
+    assert a < 0
+
+
+def test_bad_input_kinematics_mismatch():
+    from hpcmsm.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="micro.matrix.model.*finite-strain phase materials"):
+        from_dict(FE2Input, {"macro": {"kinematics": "finite"}, "micro": {"model": "point"}})
+    with pytest.raises(ConfigError, match="micro.particle.model.*finite-strain"):
+        from_dict(FE2Input, {"macro": {"kinematics": "finite"},
+                             "micro": {"matrix": {"model": "neo_hookean"}, "particle": {"E": 1e5, "nu": 0.2}}})
+    with pytest.raises(ConfigError, match="small-strain phase materials"):
+        from_dict(FE2Input, {"micro": {"model": "point", "matrix": {"model": "neo_hookean"}}})
+    with pytest.raises(ConfigError, match="no yield stress"):
+        from_dict(FE2Input, {"micro": {"matrix": {"model": "neo_hookean", "sigma_y": 10.0}}})
+    # a homogeneous RVE only needs the matrix to be finite
+    from_dict(FE2Input, {"macro": {"kinematics": "finite"},
+                         "micro": {"microstructure": "homogeneous", "matrix": {"model": "neo_hookean"}}})
+
+
+@pytest.mark.mpi
+def test_finite_output_and_restart_across_rank_counts(comm, shared_tmp):
+    """F, P and Cauchy σ reach HDF5 (σ symmetric: rotational balance of the homogenized P);
+    a run stopped after step 2 and restarted on one rank (COMM_SELF) ends with the
+    uninterrupted run's history."""
+    import h5py
+
+    from hpcmsm import signals
+
+    full = os.path.join(shared_tmp, "full")
+    s = run_fe2(_cfg(full, output={"checkpoint_every": 1}), comm, quiet=True)
+    ref = _history(s)
+    assert s["audit_passed"], s["audit"]
+    comm.Barrier()
+    if comm.rank == 0:
+        with h5py.File(os.path.join(full, "fe2_macro_000004.h5"), "r") as f:
+            F = f["fields/deformation_gradient"][...]
+            P = f["fields/first_piola"][...]
+            sig = f["fields/cauchy"][...].reshape(-1, 2, 2)
+        assert F.shape == P.shape == (8, 4)
+        assert np.abs(sig - sig.transpose(0, 2, 1)).max() < 1e-8 * np.abs(sig).max()
+        assert F[:, 0].max() > 1.2                                       # large stretch reached
+        with h5py.File(os.path.join(full, "fe2_rve_000004.h5"), "r") as f:
+            assert f.attrs["kinematics"] == "finite" and f["strain"].shape == (s["quadrature_points"], 4)
+    # stop after step 2 (the test hook of the driver), then restart serially
+    cut = os.path.join(shared_tmp, "cut")
+    os.environ["HPCMSM_FE2_STOP_AFTER"] = "2"
+    try:
+        part = run_fe2(_cfg(cut, output={"checkpoint_every": 1}), comm, quiet=True)
+    finally:
+        del os.environ["HPCMSM_FE2_STOP_AFTER"]
+        signals.reset()
+    assert part.get("stopped") and part["step"] == 2
+    comm.Barrier()
+    if comm.rank == 0:
+        got = run_fe2(_cfg(cut, output={"checkpoint_every": 1}), MPI.COMM_SELF, restart=True, quiet=True)
+        g = _history(got)
+        for key in ("reaction", "external_work", "stored_energy"):
+            assert np.allclose(g[key], ref[key], rtol=1e-9), key
+    comm.Barrier()

@@ -1,5 +1,6 @@
 """``hpcmsm solve input.toml``: macroscale finite elements (heat, elasticity, J2 plasticity,
-Neo-Hookean finite strain) on a box or a Gmsh mesh, distributed over the MPI ranks.
+finite strain: Neo-Hookean and J2 plasticity in Hencky strain) on a box or a Gmsh mesh,
+distributed over the MPI ranks.
 
 Output (``[output] dir``): ``<name>.xdmf`` + per-step HDF5 fields (displacement, stress, von Mises
 stress, equivalent plastic strain / temperature), ``summary.json`` (reactions, energies, audit,
@@ -15,7 +16,7 @@ from typing import Literal, Optional, Union
 from ..config import OutputSection, param
 
 NAME = "solve"
-HELP = "macroscale FE: heat, elasticity, J2 plasticity, Neo-Hookean (box or Gmsh mesh)"
+HELP = "macroscale FE: heat, elasticity, J2 plasticity, finite strain Neo-Hookean/J2 (box or Gmsh mesh)"
 ORDER = 30
 
 Number = Union[float, int]
@@ -62,15 +63,15 @@ class ProblemSection:
 class MaterialSpec:
     """``[[material]]``: a constitutive law for a region (``region = "all"`` for every cell)."""
 
-    model: Literal["linear_elastic", "anisotropic", "j2", "neo_hookean", "heat"] = param(
-        doc="linear_elastic, anisotropic, j2, neo_hookean or heat")
+    model: Literal["linear_elastic", "anisotropic", "j2", "neo_hookean", "j2_log", "heat"] = param(
+        doc="linear_elastic, anisotropic, j2, neo_hookean, j2_log (finite-strain J2 in Hencky strain) or heat")
     region: str = param("all", doc="mesh region (cell set) this material fills")
     E: float = param(1.0, gt=0, unit="Pa", doc="Young's modulus")
     nu: float = param(0.3, gt=-1, lt=0.5, doc="Poisson's ratio")
     C: Optional[list[list[float]]] = param(None, unit="Pa", doc="anisotropic: Mandel stiffness (3x3 / 6x6)")
-    sigma_y: float = param(1.0, gt=0, unit="Pa", doc="j2: initial yield stress")
-    H_iso: float = param(0.0, ge=0, unit="Pa", doc="j2: isotropic hardening modulus")
-    H_kin: float = param(0.0, ge=0, unit="Pa", doc="j2: kinematic hardening modulus")
+    sigma_y: float = param(1.0, gt=0, unit="Pa", doc="j2, j2_log: initial yield stress")
+    H_iso: float = param(0.0, ge=0, unit="Pa", doc="j2, j2_log: isotropic hardening modulus")
+    H_kin: float = param(0.0, ge=0, unit="Pa", doc="j2, j2_log: kinematic hardening modulus")
     kappa: Union[float, list[list[float]]] = param(1.0, unit="W/(m K)", doc="heat: conductivity (number or matrix)")
     rho_c: float = param(1.0, gt=0, unit="J/(m^3 K)", doc="heat: volumetric heat capacity")
 
@@ -109,7 +110,7 @@ class SolveInput:
         if not self.material:
             raise ConfigError("at least one [[material]] table is required", key="material")
         kinds = {"heat": {"heat"}, "elasticity": {"linear_elastic", "anisotropic", "j2"},
-                 "hyperelasticity": {"neo_hookean"}}[self.problem.physics]
+                 "hyperelasticity": {"neo_hookean", "j2_log"}}[self.problem.physics]
         for i, m in enumerate(self.material):
             if m.model not in kinds:
                 raise ConfigError(f"model {m.model!r} does not fit physics {self.problem.physics!r} "
@@ -192,6 +193,10 @@ def build_material(spec: MaterialSpec, dim: int):
         return J2Plasticity(dim, spec.E, spec.nu, spec.sigma_y, spec.H_iso, spec.H_kin)
     if spec.model == "neo_hookean":
         return NeoHookean(dim, spec.E, spec.nu)
+    if spec.model == "j2_log":
+        from ..materials.logstrain import LogStrainJ2
+
+        return LogStrainJ2(dim, spec.E, spec.nu, spec.sigma_y, spec.H_iso, spec.H_kin)
     raise InputError(f"unknown material model {spec.model!r}")
 
 
@@ -465,8 +470,13 @@ def _mechanics_fields(prob, physics):
             if not len(g.cells):
                 continue
             Ff = F.reshape(-1, d, d)
-            P = g.material.stress(Ff)
             J = np.linalg.det(Ff)
+            if hasattr(g.material, "kirchhoff"):           # history law: τ (3D) of the committed state
+                tau = g.material.kirchhoff(Ff, g.state) / J[:, None, None]
+                sig[g.cells] = tau.reshape(len(g.cells), -1, 3, 3).mean(axis=1)
+                peeq[g.cells] = g.material.plastic_strain_eq(g.state).reshape(len(g.cells), -1).mean(axis=1)
+                continue
+            P = g.material.stress(Ff)
             s = np.einsum("qiJ,qkJ->qik", P, Ff) / J[:, None, None]        # Cauchy
             s = s.reshape(len(g.cells), -1, d, d).mean(axis=1)
             S = np.zeros((len(g.cells), 3, 3))

@@ -203,10 +203,12 @@ class LogStrain:
         return self.small.plastic_strain_eq(state)
 
     def kirchhoff(self, F, state) -> np.ndarray:
-        """Kirchhoff stress τ = F S Fᵀ (n, 3, 3) (3D, τ33 included in plane strain)."""
+        """Kirchhoff stress τ = F S Fᵀ (n, 3, 3) (3D, τ33 included in plane strain) at F with the
+        plastic state ``state`` held fixed (``stress3`` of the small-strain law; the return map
+        if it has none)."""
         F3 = self._F3(F)
         lam, Q, lnl, Em = self._spectral(F3)
-        Tm = self.small.update(Em, state)[0]
+        Tm = self.small.stress3(Em, state) if hasattr(self.small, "stress3") else self.small.update(Em, state)[0]
         Th = np.einsum("nia,nij,njb->nab", Q, _mandel_to_sym(Tm), Q)
         S = np.einsum("nia,nab,njb->nij", Q, 2.0 * _dd1(lnl[:, :, None], lnl[:, None, :]) * Th, Q)
         return np.einsum("niI,nIJ,njJ->nij", F3, S, F3)

@@ -52,20 +52,30 @@ def _mandel_to_sym(v: np.ndarray) -> np.ndarray:
     return t
 
 
+# full index (i, j, k, l) → flat Mandel (α(i,j), β(k,l)) position, for one-gather conversions
+_PAIR_OF = np.zeros((3, 3), int)
+for _a, (_i, _j) in enumerate(_PAIRS):
+    _PAIR_OF[_i, _j] = _PAIR_OF[_j, _i] = _a
+_FULL_TO_FLAT = (_PAIR_OF[:, :, None, None] * 6 + _PAIR_OF[None, None, :, :]).ravel()
+_WW = np.outer(_W, _W)
+
+
 def _t4_to_mandel(T: np.ndarray) -> np.ndarray:
-    """(n, 3, 3, 3, 3) with minor symmetries → (n, 6, 6) Mandel matrix."""
-    return T[:, _I[:, None], _J[:, None], _I[None, :], _J[None, :]] * np.outer(_W, _W)
+    """(n, 3, 3, 3, 3) → (n, 6, 6) Mandel matrix of its minor-symmetric part."""
+    ii, jj, kk, ll = _I[:, None], _J[:, None], _I[None, :], _J[None, :]
+    return 0.25 * (T[:, ii, jj, kk, ll] + T[:, jj, ii, kk, ll] + T[:, ii, jj, ll, kk] + T[:, jj, ii, ll, kk]) * _WW
 
 
 def _mandel_to_t4(M: np.ndarray) -> np.ndarray:
     """(n, 6, 6) Mandel matrix → (n, 3, 3, 3, 3) with minor symmetries."""
-    Mt = M / np.outer(_W, _W)
-    T = np.empty(M.shape[:1] + (3, 3, 3, 3))
-    for a, (i, j) in enumerate(_PAIRS):
-        for b, (k, l) in enumerate(_PAIRS):
-            v = Mt[:, a, b]
-            T[:, i, j, k, l] = T[:, j, i, k, l] = T[:, i, j, l, k] = T[:, j, i, l, k] = v
-    return T
+    return (M / _WW).reshape(len(M), 36)[:, _FULL_TO_FLAT].reshape(len(M), 3, 3, 3, 3)
+
+
+def _mandel_rotation(Q: np.ndarray) -> np.ndarray:
+    """(n, 6, 6) orthogonal R with Mandel(Qᵀ t Q) = R · Mandel(t) for symmetric t."""
+    a, b = _I[:, None], _J[:, None]                      # rotated pair α = (a, b)
+    k, l = _I[None, :], _J[None, :]                      # lab pair β = (k, l)
+    return 0.5 * (Q[:, k, a] * Q[:, l, b] + Q[:, l, a] * Q[:, k, b]) * _WW
 
 
 def _t_over_sinh(t: np.ndarray) -> np.ndarray:
@@ -82,28 +92,29 @@ def _dd1(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return 0.5 * np.exp(-0.5 * (x + y)) * _t_over_sinh(h)
 
 
-def _dd2(lam: np.ndarray, lnl: np.ndarray) -> np.ndarray:
-    """Second divided differences f[λa, λb, λc] of f = ½ ln λ for all index triples (n, 3, 3, 3)."""
-    n = lam.shape[0]
-    a, b, c = np.meshgrid(np.arange(3), np.arange(3), np.arange(3), indexing="ij")
-    a, b, c = a.ravel(), b.ravel(), c.ravel()
-    L = np.stack([lam[:, a], lam[:, b], lam[:, c]], axis=-1)          # (n, 27, 3)
-    X = np.stack([lnl[:, a], lnl[:, b], lnl[:, c]], axis=-1)
-    order = np.argsort(L, axis=-1)
-    L = np.take_along_axis(L, order, -1)
-    X = np.take_along_axis(X, order, -1)
-    m = L.mean(axis=-1)
-    spread = (L[..., 2] - L[..., 0]) / m
+# the 10 index triples i ≤ j ≤ k, and for each of the 27 ordered triples its sorted one
+_TRIPLES = [(i, j, k) for i in range(3) for j in range(i, 3) for k in range(j, 3)]
+_TRIPLE_OF = np.array([_TRIPLES.index(tuple(sorted(t))) for t in np.ndindex(3, 3, 3)])
+
+
+def _dd2(lam: np.ndarray, f1: np.ndarray) -> np.ndarray:
+    """Second divided differences f[λa, λb, λc] of f = ½ ln λ for all index triples (n, 3, 3, 3).
+
+    ``lam`` (n, 3) in ascending order (as numpy.linalg.eigh returns them), ``f1`` (n, 3, 3) the
+    first divided differences (:func:`_dd1`)."""
+    i, j, k = (np.array(t) for t in zip(*_TRIPLES))
+    lo, mid, hi = lam[:, i], lam[:, j], lam[:, k]                        # (n, 10), lo ≤ mid ≤ hi
+    m = (lo + mid + hi) / 3.0
+    taylor_ok = hi - lo < _TAYLOR_TOL * m
     # exact branch: f[lo, mid, hi] = (f[mid, hi] − f[lo, mid]) / (hi − lo)
-    den = np.where(spread < _TAYLOR_TOL, 1.0, L[..., 2] - L[..., 0])
-    exact = (_dd1(X[..., 1], X[..., 2]) - _dd1(X[..., 0], X[..., 1])) / den
+    exact = (f1[:, j, k] - f1[:, i, j]) / np.where(taylor_ok, 1.0, hi - lo)
     # Taylor about the mean: f[a,b,c] = Σ_k c_k h_{k-2}(δ), c_k = f⁽ᵏ⁾(m)/k! = (−1)^(k−1)/(2k mᵏ)
-    d = (L - m[..., None]) / m[..., None]
-    h2 = (d[..., 0] ** 2 + d[..., 1] ** 2 + d[..., 2] ** 2 + d[..., 0] * d[..., 1] + d[..., 0] * d[..., 2]
-          + d[..., 1] * d[..., 2])
-    h3 = sum(d[..., i] * d[..., j] * d[..., k] for i in range(3) for j in range(i, 3) for k in range(j, 3))
+    d0, d1, d2 = (lo - m) / m, (mid - m) / m, (hi - m) / m
+    h2 = d0 * d0 + d1 * d1 + d2 * d2 + d0 * d1 + d0 * d2 + d1 * d2
+    h3 = (d0 ** 3 + d1 ** 3 + d2 ** 3 + d0 * d0 * (d1 + d2) + d1 * d1 * (d0 + d2) + d2 * d2 * (d0 + d1)
+          + d0 * d1 * d2)
     taylor = (-1.0 / 4.0 - h2 / 8.0 + h3 / 10.0) / m ** 2      # h1 = 0 about the mean
-    return np.where(spread < _TAYLOR_TOL, taylor, exact).reshape(n, 3, 3, 3)
+    return np.where(taylor_ok, taylor, exact)[:, _TRIPLE_OF].reshape(len(lam), 3, 3, 3)
 
 
 class LogStrain:
@@ -139,12 +150,12 @@ class LogStrain:
         """Eigenvalues λ (n, 3) and vectors Q (n, 3, 3) of C, ln λ, and E in Mandel form (n, 6)."""
         if np.any(np.linalg.det(F3) <= 0):
             raise FloatingPointError("det F <= 0")
-        C = np.einsum("nki,nkj->nij", F3, F3)
+        C = np.swapaxes(F3, 1, 2) @ F3
         lam, Q = np.linalg.eigh(C)
         if np.any(lam <= 0):
             raise FloatingPointError("C is not positive definite")
         lnl = np.log(lam)
-        E = np.einsum("nia,na,nja->nij", Q, 0.5 * lnl, Q)
+        E = (Q * (0.5 * lnl)[:, None, :]) @ np.swapaxes(Q, 1, 2)
         return lam, Q, lnl, _sym_to_mandel(E)
 
     def log_strain(self, F) -> np.ndarray:
@@ -158,29 +169,30 @@ class LogStrain:
         n = F3.shape[0]
         lam, Q, lnl, Em = self._spectral(F3)
         Tm, D, new = self.small.update(Em, state)
-        Th = np.einsum("nia,nij,njb->nab", Q, _mandel_to_sym(Tm), Q)           # T in the eigenbasis
+        Qt = np.swapaxes(Q, 1, 2)
+        Th = Qt @ _mandel_to_sym(Tm) @ Q                                       # T in the eigenbasis
         f1 = _dd1(lnl[:, :, None], lnl[:, None, :])                             # (n, 3, 3)
-        S = np.einsum("nia,nab,njb->nij", Q, 2.0 * f1 * Th, Q)
-        P = np.einsum("niK,nKJ->niJ", F3, S)
-        # 𝒫 = 2 ∂E/∂C in the eigenbasis: 𝒫_abcd = f1_ab (δac δbd + δad δbc)
-        e = np.eye(3)
-        Ph = f1[:, :, :, None, None] * (np.einsum("ac,bd->abcd", e, e) + np.einsum("ad,bc->abcd", e, e))[None]
-        # 𝓛 = 4 T:∂²E/∂C∂C; with T:d²E[H,K] = Σ_ijk T_ij f[λi,λk,λj](H_ik K_kj + K_ik H_kj):
-        # G_pqrs = δ_qr T_ps f[p,q,s] + δ_ps T_rq f[r,p,q], then minor-symmetrised
-        f2 = _dd2(lam, lnl)
-        G = np.einsum("qr,nps,npqs->npqrs", e, Th, f2) + np.einsum("ps,nrq,nrpq->npqrs", e, Th, f2)
-        G = 0.25 * (G + G.transpose(0, 2, 1, 3, 4) + G.transpose(0, 1, 2, 4, 3) + G.transpose(0, 2, 1, 4, 3))
-        Cm_h = _t4_to_mandel(4.0 * G)
-        Pm_h = _t4_to_mandel(Ph)
-        # 𝔻 to the eigenbasis: Mandel rotation R (n, 6, 6) with t_h = R t
-        R4 = np.einsum("nia,njb->nabij", Q, Q)                                  # t_h = Qᵀ t Q
-        R = _t4_to_mandel(0.5 * (R4 + R4.transpose(0, 1, 2, 4, 3)))            # orthogonal (n, 6, 6)
-        Dh = R @ D @ np.swapaxes(R, 1, 2)
-        Ch = np.swapaxes(Pm_h, 1, 2) @ Dh @ Pm_h + Cm_h
-        C4 = _mandel_to_t4(np.swapaxes(R, 1, 2) @ Ch @ R)                     # back to the lab frame
-        FC = np.einsum("niI,nIJKL->niJKL", F3, C4)
-        A = np.einsum("nkK,niJKL->niJkL", F3, FC)
-        A += np.einsum("ik,nJL->niJkL", e, S)
+        S = Q @ (2.0 * f1 * Th) @ Qt
+        P = F3 @ S
+        # 𝒫 = 2 ∂E/∂C in the eigenbasis: 𝒫_abcd = f1_ab (δac δbd + δad δbc), diagonal in Mandel form
+        p = 2.0 * f1[:, _I, _J]                                                 # (n, 6)
+        # 𝓛 = 4 T:∂²E/∂C∂C; with T:d²E[H,K] = Σ_ijk T_ij f[λi,λk,λj](H_ik K_kj + K_ik H_kj) the
+        # bilinear form is G1 + its major transpose, G1_pqrs = δ_qr T_ps f[p,q,s]
+        f2 = _dd2(lam, f1)
+        G1 = np.zeros((n, 3, 3, 3, 3))
+        for q in range(3):
+            G1[:, :, q, q, :] = Th * f2[:, :, q, :]
+        M1 = _t4_to_mandel(G1)
+        R = _mandel_rotation(Q)                                                 # Mandel(Qᵀ t Q) = R t
+        Ch = p[:, :, None] * (R @ D @ np.swapaxes(R, 1, 2)) * p[:, None, :] + 4.0 * (M1 + np.swapaxes(M1, 1, 2))
+        C4 = _mandel_to_t4(np.swapaxes(R, 1, 2) @ Ch @ R)                      # back to the lab frame
+        # A_iJkL = F_iI F_kK ℂ_IJKL + δ_ik S_JL, as two batched matrix products
+        FC = (F3 @ C4.reshape(n, 3, 27)).reshape(n, 3, 3, 3, 3)               # [i, J, K, L]
+        A = FC.transpose(0, 1, 2, 4, 3).reshape(n, 27, 3) @ np.swapaxes(F3, 1, 2)   # [i, J, L, k]
+        A = A.reshape(n, 3, 3, 3, 3).transpose(0, 1, 2, 4, 3)                  # [i, J, k, L]
+        A = np.ascontiguousarray(A)
+        for i in range(3):
+            A[:, i, :, i, :] += S
         if self.dim == 2:
             return P[:, :2, :2], np.ascontiguousarray(A[:, :2, :2, :2, :2]), new
         return P, A, new
@@ -209,9 +221,9 @@ class LogStrain:
         F3 = self._F3(F)
         lam, Q, lnl, Em = self._spectral(F3)
         Tm = self.small.stress3(Em, state) if hasattr(self.small, "stress3") else self.small.update(Em, state)[0]
-        Th = np.einsum("nia,nij,njb->nab", Q, _mandel_to_sym(Tm), Q)
-        S = np.einsum("nia,nab,njb->nij", Q, 2.0 * _dd1(lnl[:, :, None], lnl[:, None, :]) * Th, Q)
-        return np.einsum("niI,nIJ,njJ->nij", F3, S, F3)
+        Qt = np.swapaxes(Q, 1, 2)
+        S = Q @ (2.0 * _dd1(lnl[:, :, None], lnl[:, None, :]) * (Qt @ _mandel_to_sym(Tm) @ Q)) @ Qt
+        return F3 @ S @ np.swapaxes(F3, 1, 2)
 
 
 class LogStrainJ2(LogStrain):

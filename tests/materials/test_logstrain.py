@@ -19,6 +19,17 @@ def _rot(rng):
     return Q * np.sign(np.linalg.det(Q))
 
 
+def _ref_dd2(f, x, y, z):
+    """f[x, y, z] in mpmath arithmetic, with the confluent limits for repeated arguments."""
+    if x == y == z:
+        return -1 / (4 * x ** 2)                                   # f''/2
+    if len({x, y, z}) == 2:
+        p = x if x in (y, z) else y                                # the repeated one
+        q = ({x, y, z} - {p}).pop()
+        return (1 / (2 * p) - (f(p) - f(q)) / (p - q)) / (p - q)   # (f'(p) − f[p,q]) / (p − q)
+    return ((f(x) - f(y)) / (x - y) - (f(y) - f(z)) / (y - z)) / (x - z)
+
+
 def test_divided_differences_against_mpmath():
     mpmath.mp.dps = 50
     f = lambda x: mpmath.log(x) / 2                                           # noqa: E731
@@ -27,18 +38,14 @@ def test_divided_differences_against_mpmath():
     for spread in (0.5, 2e-3, 1.01e-3, 0.99e-3, 1e-5, 1e-9):              # both sides of the Taylor switch
         m = rng.uniform(0.3, 3.0)
         trip.append(tuple(m * (1 + spread * rng.uniform(-0.5, 0.5, 3))))
-    lam = np.array(trip)
-    got2 = _dd2(lam, np.log(lam))
-    for n, (a, b, c) in enumerate(trip):
+    lam = np.sort(np.array(trip), axis=1)                                # eigh order
+    got2 = _dd2(lam, _dd1(np.log(lam)[:, :, None], np.log(lam)[:, None, :]))
+    for n, (a, b, c) in enumerate(lam):
         A, B, Cc = (mpmath.mpf(v) for v in (a, b, c))
-        for (i, x), (j, y), (k, z) in [((0, A), (1, B), (2, Cc)), ((0, A), (0, A), (2, Cc)), ((1, B), (1, B), (1, B))]:
-            if x == y == z:
-                ref = -1 / (4 * x ** 2)
-            elif x == y:                       # f[x,x,z] = (f'(x) − f[x,z]) / (x − z)
-                ref = (1 / (2 * x) - (f(x) - f(z)) / (x - z)) / (x - z)
-            else:
-                ref = ((f(x) - f(y)) / (x - y) - (f(y) - f(z)) / (y - z)) / (x - z)
-            assert abs(got2[n, i, j, k] - float(ref)) <= 1e-9 * abs(float(ref)), (trip[n], i, j, k)
+        for i, j, k in np.ndindex(3, 3, 3):                              # all 27 orderings
+            x, y, z = ((A, B, Cc)[t] for t in (i, j, k))
+            ref = _ref_dd2(f, x, y, z)
+            assert abs(got2[n, i, j, k] - float(ref)) <= 1e-9 * abs(float(ref)), (lam[n], i, j, k)
         ref1 = (f(A) - f(B)) / (A - B) if A != B else 1 / (2 * A)
         got1 = _dd1(np.log(a), np.log(b))
         assert abs(got1 - float(ref1)) <= 1e-13 * abs(float(ref1))

@@ -44,6 +44,10 @@ def phase_material(ph, dim: int):
     law = ph.law
     if law == "neo_hookean":
         return NeoHookean(dim, ph.E, ph.nu)
+    if law == "j2_log":
+        from ..materials.logstrain import LogStrainJ2
+
+        return LogStrainJ2(dim, ph.E, ph.nu, ph.sigma_y, ph.H)
     if law == "linear_elastic":
         return LinearElastic.isotropic(dim, ph.E, ph.nu)
     return J2Plasticity(dim, ph.E, ph.nu, ph.sigma_y, ph.H)
@@ -118,8 +122,7 @@ def run_fe2(cfg: FE2Input, comm, *, restart: bool = False, input_text: str = "",
         pool.free()
         p.destroy()
         raise InputError(f"[micro] model {cfg.micro.model!r} gives a {mk}-strain micro problem (m = {pool.m}) "
-                         f"but [macro] kinematics = {cfg.macro.kinematics!r} (m = {p.m})"
-                         + (": this voxel RVE has no finite-strain formulation yet" if finite else ""))
+                         f"but [macro] kinematics = {cfg.macro.kinematics!r} (m = {p.m})")
     mat = HomogenizedMaterial(pool, p.qp_ids, mesh.dim)
     p.blocks = [(mat, np.arange(len(p.qp_ids)))]
     drv = NewtonDriver(p, rtol=cfg.newton.rtol, max_iterations=cfg.newton.max_iterations)
@@ -194,15 +197,18 @@ def run_fe2(cfg: FE2Input, comm, *, restart: bool = False, input_text: str = "",
             f = drv.f_int
             wf = float(comm.allreduce(float(f[p.bc_own - p.n0 * d] @ p.bc_own_vals)))
             h = lam_try - lam
+            qi = drv.qp_info
+            dD = drv.integrate(qi["dissipation"])
             totals["W"] += 0.5 * (totals["Wf"] + wf) * h
-            if finite:
-                # Hermite-corrected trapezoid, O(h^4) per unit load: the force-displacement
-                # path is nonlinear at finite strain (small strain: the plain trapezoid is exact)
+            if finite and dD == 0.0:
+                # Hermite-corrected trapezoid, O(h^4): at finite strain the force-displacement path
+                # is nonlinear (small strain: the plain trapezoid is exact).  Not in a step with
+                # yielding: the path has a kink there, and the plain trapezoid matches the
+                # trapezoidal dissipation of the history laws.
                 s0, s1 = res.slopes
                 totals["W"] += h * h / 12.0 * (s0 - s1)
             totals["Wf"] = wf
-            qi = drv.qp_info
-            totals["D"] += drv.integrate(qi["dissipation"])
+            totals["D"] += dD
             hm_max = max(hm_max, comm.allreduce(float(qi["hill_mandel"].max(initial=0.0)), op=_mx()))
             dis_min = min(dis_min, comm.allreduce(float(qi["dissipation"].min(initial=0.0)), op=_mn()))
             lam = lam_try
@@ -246,12 +252,17 @@ def run_fe2(cfg: FE2Input, comm, *, restart: bool = False, input_text: str = "",
     scale = max(abs(W), 1e-300)
     if cfg.micro.model == "voxel":
         audit.add("Hill-Mandel residual (max over QPs and steps)", hm_max, 1e-8, "<=")
-    if finite:
+    if finite and totals["D"] == 0.0:
         # hyperelastic phases: W_ext = stored energy exactly; the Hermite rule's error is
         # O(Δλ⁴) (plate with a hole, 30 % stretch: 7e-5 in 2 steps, 4e-6 in 4, 9e-8 in 10), a
         # P that is not ∂ψ/∂F or a wrong tangent slope gives O(1)
         audit.add("energy balance |W_ext - (stored + dissipated)| / W_ext (Hermite-corrected trapezoid, O(dλ^4))",
                   (W - psi - totals["D"]) / scale, 1e-3, "abs<=", note=f"W={W:.4g} stored={psi:.4g} D={totals['D']:.4g}")
+    elif finite:
+        # finite-strain plasticity (j2_log): the trapezoidal work and the trapezoidal dissipation
+        # in log strain agree only to O(Δλ²) (e.g. 9e-4 / 2e-4 in 4 / 8 steps of a 5 % stretch)
+        audit.add("energy balance |W_ext - (stored + dissipated)| / W_ext (trapezoidal, O(dλ^2) at finite strain)",
+                  (W - psi - totals["D"]) / scale, 1e-2, "abs<=", note=f"W={W:.4g} stored={psi:.4g} D={totals['D']:.4g}")
     else:
         audit.add("energy balance |W_ext - (stored + dissipated)| / W_ext (trapezoidal)", (W - psi - totals["D"]) / scale,
                   1e-9, "abs<=", note=f"W={W:.4g} stored={psi:.4g} D={totals['D']:.4g}")
@@ -442,7 +453,10 @@ def _write_micro(outdir, pool, sel, writers, step, lam) -> None:
             nid = (grid * (n + 1) ** np.arange(d)).sum(1)
         from ..materials.base import mandel_to_tensor
 
-        Et = mandel_to_tensor(fl["E"])
+        if getattr(micro, "kinematics", "small") == "finite":
+            Et = np.asarray(fl["E"]).reshape(d, d) - np.eye(d)      # x − X = (F̄ − I) X + w
+        else:
+            Et = mandel_to_tensor(fl["E"])
         xg = grid / n
         uu = xg @ Et.T + fl["fluctuation"][nid]
         u3 = np.zeros((len(uu), 3))

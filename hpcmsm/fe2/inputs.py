@@ -38,17 +38,18 @@ class MacroSection:
 
 
 SMALL_LAWS = ("linear_elastic", "j2")
-FINITE_LAWS = ("neo_hookean",)
+FINITE_LAWS = ("neo_hookean", "j2_log")
 
 
 @dataclass
 class PhaseSection:
     """A micro phase.  ``model = "auto"``: J2 elasto-plastic if ``sigma_y`` is given, else linear
-    elastic (small strain); ``"neo_hookean"``: compressible Neo-Hookean with the same E, ν
-    (finite strain)."""
+    elastic (small strain); finite strain: ``"neo_hookean"`` (compressible Neo-Hookean with the
+    same E, ν) or ``"j2_log"`` (J2 plasticity in logarithmic strain, needs ``sigma_y``)."""
 
-    model: Literal["auto", "linear_elastic", "j2", "neo_hookean"] = param(
-        "auto", doc="material law: auto (j2 if sigma_y else linear_elastic), linear_elastic, j2, neo_hookean")
+    model: Literal["auto", "linear_elastic", "j2", "neo_hookean", "j2_log"] = param(
+        "auto", doc="material law: auto (j2 if sigma_y else linear_elastic), linear_elastic, j2 (small strain); "
+                    "neo_hookean, j2_log (finite strain)")
     E: float = param(200e3, unit="MPa", gt=0, doc="Young's modulus")
     nu: float = param(0.3, gt=-1, lt=0.5, doc="Poisson's ratio")
     sigma_y: Optional[float] = param(None, unit="MPa", doc="yield stress (omit: elastic phase)")
@@ -57,9 +58,9 @@ class PhaseSection:
     def validate(self):
         if self.sigma_y is not None and not self.sigma_y > 0:
             raise ConfigError("expected a positive yield stress", key="sigma_y")
-        if self.model == "j2" and self.sigma_y is None:
-            raise ConfigError("model 'j2' needs sigma_y", key="sigma_y")
-        if self.model in ("linear_elastic",) + FINITE_LAWS and self.sigma_y is not None:
+        if self.model in ("j2", "j2_log") and self.sigma_y is None:
+            raise ConfigError(f"model {self.model!r} needs sigma_y", key="sigma_y")
+        if self.model in ("linear_elastic", "neo_hookean") and self.sigma_y is not None:
             raise ConfigError(f"model {self.model!r} has no yield stress (remove sigma_y or use model = 'j2')",
                               key="sigma_y")
 
@@ -146,6 +147,9 @@ class FE2Input:
                 raise ConfigError(f"[macro] kinematics = {self.macro.kinematics!r} needs {self.macro.kinematics}-"
                                   f"strain phase materials ({', '.join(need)}), but this phase is "
                                   f"{ph.law!r} ({ph.kinematics} strain)", key=f"{key}.model")
+        if self.macro.kinematics == "finite" and self.micro.model == "voxel" and self.micro.bc == "tubc":
+            raise ConfigError("TUBC is implemented for small strain only; use bc = 'periodic' or 'kubc' "
+                              "with kinematics = 'finite'", key="micro.bc")
         for k in self.output.micro_points:
             if len(k) != self.macro.dim:
                 raise ConfigError(f"positions need {self.macro.dim} coordinates", key="output.micro_points")

@@ -94,17 +94,20 @@ def test_point_neohookean_fe2_equals_direct_hyperelastic_problem(comm):
         p.destroy()
 
 
-def test_small_strain_limit():
-    """At vanishing load finite-strain FE² (Neo-Hookean) → small-strain FE² with the linearized
-    phase (isotropic, same E, ν): the relative reaction difference is O(load) -- halving the
-    load halves it -- while at 30 % stretch it is O(1)."""
+@pytest.mark.parametrize("micro", ["point", "voxel"])
+def test_small_strain_limit(tmp_path, micro):
+    """At vanishing load finite-strain FE² (Neo-Hookean phases) → small-strain FE² with the
+    linearized phases (isotropic, same E, ν): the relative reaction difference is O(load) --
+    halving the load halves it -- while at 30 % stretch it is O(1).  ``voxel``: a two-phase
+    periodic RVE (finite-strain VoxelRVE vs the small-strain one)."""
     rel = []
     for delta in (2e-3, 1e-3, 3.0):
         out = {}
         for kin, model in (("finite", "neo_hookean"), ("small", "linear_elastic")):
-            cfg = _cfg(f"/tmp/hpcmsm_fe2_lim_{os.getpid()}_{kin}", macro={"displacement": delta, "steps": 1,
-                                                                          "kinematics": kin},
-                       micro={"matrix": {"model": model, "E": E, "nu": NU}})
+            cfg = _cfg(str(tmp_path / kin), macro={"displacement": delta, "steps": 1, "kinematics": kin},
+                       micro={"model": micro, "voxels": 6, "microstructure": "particle", "volume_fraction": 0.3,
+                              "matrix": {"model": model, "E": E, "nu": NU},
+                              "particle": {"model": model, "E": 5 * E, "nu": 0.2}})
             out[kin] = _history(run_fe2(cfg, MPI.COMM_SELF, quiet=True))["reaction"][-1]
         rel.append(abs(out["finite"] - out["small"]) / abs(out["small"]))
     assert 1.8 < rel[0] / rel[1] < 2.2, rel          # first order in the load
@@ -160,43 +163,123 @@ def test_bad_input_kinematics_mismatch():
                          "micro": {"microstructure": "homogeneous", "matrix": {"model": "neo_hookean"}}})
 
 
+COMPOSITE = dict(micro={"model": "voxel", "voxels": 6, "microstructure": "particle", "volume_fraction": 0.3,
+                        "matrix": {"model": "neo_hookean", "E": 10.0, "nu": 0.45},
+                        "particle": {"model": "neo_hookean", "E": 1000.0, "nu": 0.3}},
+                 pool={"balance": "cost", "cost_measure": "iterations"})
+
+
+@pytest.mark.mpi
+def test_one_phase_voxel_rve_equals_point_micro(comm, shared_tmp):
+    """A one-phase finite-strain VoxelRVE is the material point: same reaction history as the
+    point micro (itself equal to fem.HyperelasticProblem, above), Hill–Mandel exact."""
+    ref = run_fe2(_cfg(os.path.join(shared_tmp, "pt"), macro={"steps": 2}), comm, quiet=True)
+    s = run_fe2(_cfg(os.path.join(shared_tmp, "vx"), macro={"steps": 2},
+                     micro={"model": "voxel", "voxels": 4, "microstructure": "homogeneous"}), comm, quiet=True)
+    assert np.allclose(_history(s)["reaction"], _history(ref)["reaction"], rtol=1e-9)
+    assert s["audit_passed"] and _history(s)["hill_mandel_max"][-1] < 1e-12, s["audit"]
+
+
+@pytest.mark.mpi
+def test_composite_finite_fe2_rank_and_group_independent(comm, shared_tmp):
+    """Neo-Hookean matrix + stiff particles, 30 % stretch: the macro Newton with the condensed
+    RVE tangent Ā converges quadratically; the parallel run (one group over all ranks: voxels
+    split; cost balancing) equals a serial run of the same input on COMM_SELF."""
+    over = dict(COMPOSITE, macro={"steps": 2})
+    ref = run_fe2(_cfg(os.path.join(shared_tmp, f"serial{comm.rank}"), **over), MPI.COMM_SELF, quiet=True)
+    o = dict(over, pool={**over["pool"], "group_size": comm.size})
+    s = run_fe2(_cfg(os.path.join(shared_tmp, "par"), **o), comm, quiet=True)
+    a, b = _history(s), _history(ref)
+    for key in ("reaction", "external_work", "stored_energy"):
+        assert np.allclose(a[key], b[key], rtol=1e-8), key
+    assert s["audit_passed"], s["audit"]
+    assert min(s["newton_orders"]) > 1.8, s["newton_orders"]           # measured 1.98-1.99
+    # stiffening particles: the composite carries more than the matrix alone would
+    mat_only = run_fe2(_cfg(os.path.join(shared_tmp, f"m{comm.rank}"), macro={"steps": 2},
+                            micro={"matrix": {"model": "neo_hookean", "E": 10.0, "nu": 0.45}}),
+                       MPI.COMM_SELF, quiet=True)
+    assert a["reaction"][-1] > 1.3 * _history(mat_only)["reaction"][-1]
+
+
 @pytest.mark.mpi
 def test_finite_output_and_restart_across_rank_counts(comm, shared_tmp):
-    """F, P and Cauchy σ reach HDF5 (σ symmetric: rotational balance of the homogenized P);
-    a run stopped after step 2 and restarted on one rank (COMM_SELF) ends with the
-    uninterrupted run's history."""
+    """F, P and Cauchy σ reach HDF5 (σ symmetric: rotational balance of the homogenized P); the
+    micro displacement of a selected RVE is (F̄ − I)X + periodic fluctuation; a run stopped after
+    step 2 and restarted on one rank (COMM_SELF) ends with the uninterrupted run's history."""
+    import shutil
+
     import h5py
 
     from hpcmsm import signals
 
+    over = dict(COMPOSITE, macro={"steps": 3}, output={"checkpoint_every": 1, "micro_qps": [5]})
     full = os.path.join(shared_tmp, "full")
-    s = run_fe2(_cfg(full, output={"checkpoint_every": 1}), comm, quiet=True)
+    s = run_fe2(_cfg(full, **over), comm, quiet=True)
     ref = _history(s)
     assert s["audit_passed"], s["audit"]
     comm.Barrier()
     if comm.rank == 0:
-        with h5py.File(os.path.join(full, "fe2_macro_000004.h5"), "r") as f:
+        with h5py.File(os.path.join(full, "fe2_macro_000003.h5"), "r") as f:
             F = f["fields/deformation_gradient"][...]
             P = f["fields/first_piola"][...]
             sig = f["fields/cauchy"][...].reshape(-1, 2, 2)
         assert F.shape == P.shape == (8, 4)
         assert np.abs(sig - sig.transpose(0, 2, 1)).max() < 1e-8 * np.abs(sig).max()
         assert F[:, 0].max() > 1.2                                       # large stretch reached
-        with h5py.File(os.path.join(full, "fe2_rve_000004.h5"), "r") as f:
+        with h5py.File(os.path.join(full, "fe2_rve_000003.h5"), "r") as f:
             assert f.attrs["kinematics"] == "finite" and f["strain"].shape == (s["quadrature_points"], 4)
-    # stop after step 2 (the test hook of the driver), then restart serially
+            Fbar = f["strain"][5].reshape(2, 2)
+        with h5py.File(os.path.join(full, "fe2_micro_qp5_000003.h5"), "r") as f:
+            u = f["fields/displacement"][...]                             # (y, x, 3) on the (n+1)² grid
+        assert np.allclose(u[0, -1, :2] - u[0, 0, :2], Fbar[:, 0] - [1, 0], atol=1e-12)
+        assert np.allclose(u[-1, 0, :2] - u[0, 0, :2], Fbar[:, 1] - [0, 1], atol=1e-12)
+    # stop after step 2 (the driver's test hook), then every rank restarts its own copy serially
     cut = os.path.join(shared_tmp, "cut")
     os.environ["HPCMSM_FE2_STOP_AFTER"] = "2"
     try:
-        part = run_fe2(_cfg(cut, output={"checkpoint_every": 1}), comm, quiet=True)
+        part = run_fe2(_cfg(cut, **over), comm, quiet=True)
     finally:
         del os.environ["HPCMSM_FE2_STOP_AFTER"]
         signals.reset()
     assert part.get("stopped") and part["step"] == 2
     comm.Barrier()
-    if comm.rank == 0:
-        got = run_fe2(_cfg(cut, output={"checkpoint_every": 1}), MPI.COMM_SELF, restart=True, quiet=True)
-        g = _history(got)
-        for key in ("reaction", "external_work", "stored_energy"):
-            assert np.allclose(g[key], ref[key], rtol=1e-9), key
-    comm.Barrier()
+    mine = os.path.join(shared_tmp, f"cut_rank{comm.rank}")
+    shutil.copytree(cut, mine)
+    got = run_fe2(_cfg(mine, **over), MPI.COMM_SELF, restart=True, quiet=True)
+    g = _history(got)
+    assert len(g["reaction"]) == 3
+    for key in ("reaction", "external_work", "stored_energy"):
+        assert np.allclose(g[key], ref[key], rtol=1e-9), key
+
+
+J2LOG = {"model": "j2_log", "E": 70e3, "nu": 0.33, "sigma_y": 100.0, "H": 500.0}
+
+
+def test_j2_log_energy_balance_is_second_order(tmp_path):
+    """Finite-strain J2 (Hencky strain) micro: it yields and dissipates (D > 0 every step), and
+    external work − stored − dissipated (all trapezoidal over the load steps) → 0 like Δλ²."""
+    errs = []
+    for steps in (3, 6):
+        s = run_fe2(_cfg(str(tmp_path / f"s{steps}"), macro={"displacement": 0.5, "steps": steps},
+                         micro={"matrix": J2LOG}), MPI.COMM_SELF, quiet=True)
+        assert s["audit_passed"], s["audit"]
+        h = _history(s)
+        assert h["plastic_qps"][-1] == s["quadrature_points"] and np.all(np.diff(h["dissipation"]) > 0)
+        W, psi, D = h["external_work"][-1], h["stored_energy"][-1], h["dissipation"][-1]
+        assert D > psi                                     # mostly plastic work at 5 % stretch
+        errs.append(abs(W - psi - D) / W)
+    assert 3.0 < errs[0] / errs[1] < 5.5, errs
+
+
+@pytest.mark.slow
+@pytest.mark.mpi
+def test_j2_log_composite_voxel_rank_independent(comm, shared_tmp):
+    """j2_log matrix + Neo-Hookean particles in the voxel RVE: parallel = serial (slow)."""
+    over = dict(micro={**COMPOSITE["micro"], "matrix": J2LOG, "particle": {"model": "neo_hookean", "E": 400e3,
+                                                                           "nu": 0.2}},
+                macro={"displacement": 0.5, "steps": 2})
+    ref = run_fe2(_cfg(os.path.join(shared_tmp, f"serial{comm.rank}"), **over), MPI.COMM_SELF, quiet=True)
+    s = run_fe2(_cfg(os.path.join(shared_tmp, "par"), **over), comm, quiet=True)
+    for key in ("reaction", "external_work", "stored_energy", "dissipation"):
+        assert np.allclose(_history(s)[key], _history(ref)[key], rtol=1e-8), key
+    assert s["audit_passed"], s["audit"]

@@ -106,7 +106,17 @@ def test_plastic_block_rank_independent_and_restart(comm, shared_tmp):
     ref.destroy()
     assert want[-1] > 0.05                                # strongly plastic somewhere
     full = _block(comm)
+    res = []
+    full.snes.setMonitor(lambda snes, it, r: res.append((it, r)))
     full.solve(6)
+    # the consistent tangent: quadratic convergence, log(e_k+1) / log(e_k) → 2 (e = r / r_0),
+    # at most 7 SNES iterations per step
+    starts = [k for k, (it, _) in enumerate(res) if it == 0] + [len(res)]
+    assert len(starts) == 7
+    for a, b in zip(starts[:-1], starts[1:]):
+        e = np.array([r for _, r in res[a:b]]) / res[a][1]
+        e = e[e > 1e-13]                                      # above round-off
+        assert b - a <= 8 and np.log(e[-1]) / np.log(e[-2]) > 1.5, e
     got = _summary(full)
     assert np.allclose(got, want, rtol=1e-8, atol=1e-10 * abs(want).max()), (got, want)
     a = full.energy_audit()

@@ -118,6 +118,30 @@ def test_uniaxial_large_strain_exact(Hi, Hk):
     assert np.allclose(res_c[:, 0], -ref, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("dim", [2, 3])
+def test_pure_shear_large_strain_exact(dim):
+    """Plane-strain pure shear F = diag(λ, 1/λ, 1) to λ = 1.5 (isochoric, fixed principal axes):
+    E = ε diag(1, −1, 0), ε = ln λ, and the radial return is exact, so
+    |s| = 2μ√2 ε (elastic) or |s| = √⅔ σ_y + ⅔ H |Eᵖ| with |Eᵖ| = (2μ√2 ε − √⅔ σ_y)/(2μ + ⅔H),
+    H = H_iso + H_kin; τ = |s| diag(1, −1, 0)/√2 (τ33 = 0: tr τ = 3K ln J = 0)."""
+    mat = LogStrainJ2(dim, E, NU, SY, HI, HK)
+    mu, H = mat.mu, HI + HK
+    lam = np.exp(np.linspace(0, np.log(1.5), 41)[1:])
+    st = mat.initial_state(1)
+    for lm in lam:
+        F = np.diag([lm, 1 / lm] + ([1.0] if dim == 3 else []))[None]
+        P, _, st = mat.update(F, st)
+        eps = np.log(lm)
+        s_el = 2 * mu * np.sqrt(2) * eps
+        ep = max(0.0, (s_el - np.sqrt(2 / 3) * SY) / (2 * mu + 2 * H / 3))
+        s_ref = s_el - 2 * mu * ep
+        tau = mat.kirchhoff(F, st)[0]
+        assert np.allclose(tau, s_ref / np.sqrt(2) * np.diag([1.0, -1.0, 0.0]), rtol=0, atol=1e-10 * s_ref)
+        assert np.allclose(P[0], (tau @ np.linalg.inv(mat._F3(F)[0]).T)[:dim, :dim], rtol=0, atol=1e-10 * s_ref)
+        assert np.isclose(st["alpha"][0], np.sqrt(2 / 3) * ep, rtol=1e-10, atol=1e-14)
+    assert st["alpha"][0] > 0.3                                             # deep in the plastic range
+
+
 def test_objectivity_and_purity():
     """P(QF) = Q P(F), A(QF)_iJkL = Q_ia Q_kb A(F)_aJbL, same new state and energy; the input
     state is never modified."""

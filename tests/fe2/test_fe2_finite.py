@@ -283,3 +283,25 @@ def test_j2_log_composite_voxel_rank_independent(comm, shared_tmp):
     for key in ("reaction", "external_work", "stored_energy", "dissipation"):
         assert np.allclose(_history(s)[key], _history(ref)[key], rtol=1e-8), key
     assert s["audit_passed"], s["audit"]
+
+
+@pytest.mark.mpi
+def test_3d_box_uniaxial_stress_closed_form(comm, shared_tmp):
+    """3D box on rollers stretched by 30 % (homogeneous uniaxial stress): the FE² reaction with
+    a one-phase finite voxel RVE (m = 9) equals P₁₁(λ)·L² of the closed-form Neo-Hookean
+    uniaxial-stress solution, the lateral stretch t solving μ(t − 1/t) + Λ ln(λt²)/t = 0."""
+    from scipy.optimize import brentq
+
+    from hpcmsm.materials.base import lame_from_young_poisson
+
+    lam_, mu = lame_from_young_poisson(E, NU)
+    s = run_fe2(_cfg(os.path.join(shared_tmp, "box3d"),
+                     macro={"geometry": "box", "dim": 3, "size": 1.0, "cells": [2, 2, 2], "displacement": 0.3,
+                            "steps": 2},
+                     micro={"model": "voxel", "voxels": 4, "microstructure": "homogeneous"}), comm, quiet=True)
+    R = _history(s)["reaction"]
+    for k, st in enumerate((1.15, 1.3)):
+        t = brentq(lambda t: mu * (t - 1 / t) + lam_ * np.log(st * t * t) / t, 0.2, 5.0)
+        P11 = mu * (st - 1 / st) + lam_ * np.log(st * t * t) / st
+        assert np.isclose(R[k], P11, rtol=1e-9), (R[k], P11)
+    assert s["audit_passed"], s["audit"]

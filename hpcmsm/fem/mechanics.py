@@ -455,9 +455,14 @@ class HyperelasticProblem(_MechanicsBase):
 
     kind = "finite"
 
-    def __init__(self, *a, rtol: float = 1e-10, atol: float = 1e-10, max_it: int = 30, **kw):
+    def __init__(self, *a, rtol: float = 1e-10, atol: float = 1e-10, max_it: int = 30,
+                 predictor: bool | None = None, **kw):
         super().__init__(*a, **kw)
         PETSc = self.PETSc
+        history = any(hasattr(g.material, "dissipation_increment") for g in self.groups)
+        # tangent predictor (see _predict): default for history-dependent laws, whose Newton
+        # from "old u + boundary jump" starts far from the plastic solution
+        self.predictor = history if predictor is None else bool(predictor)
         self.snes = PETSc.SNES().create(comm=self.comm)
         self.snes.setOptionsPrefix(self.prefix)
         self.F = self.space.create_vec()
@@ -466,7 +471,7 @@ class HyperelasticProblem(_MechanicsBase):
         self.snes.setTolerances(rtol=rtol, atol=atol, max_it=max_it)
         defaults = dict(ELASTICITY_DEFAULTS)
         defaults.update({"snes_type": "newtonls", "snes_linesearch_type": "bt", "ksp_rtol": "1e-10"})
-        if any(hasattr(g.material, "dissipation_increment") for g in self.groups):
+        if history:
             # the consistent tangent of finite-strain plasticity is symmetric but can be indefinite
             # on large trial iterates (CG breaks down there; GMRES does not)
             defaults["ksp_type"] = "gmres"
@@ -548,10 +553,40 @@ class HyperelasticProblem(_MechanicsBase):
         ElasticityProblem._assemble_cells_mat(self, P, Ke)
         P.zeroRowsColumns(self.rows, 1.0)
 
+    def _predict(self, target: float):
+        """Tangent predictor from the committed state: x = u + δ with J(u) δ = −R(u; λ_target)
+        on the free rows and δ = (λ_target − λ) g on the Dirichlet rows, i.e. the boundary and
+        load increment spread over the body by the committed consistent tangent (instead of
+        a jump in the boundary cells only).  Depends on the committed state alone, so restarts
+        reproduce it.  Collective; None if the tangent or its solve fails (then no predictor)."""
+        _, Ke = self._eval(self.u, True)
+        if Ke is None:
+            return None
+        ElasticityProblem._assemble_cells_mat(self, self.A, Ke)
+        rhs, d = self.space.create_vec(), self.space.create_vec()
+        self._lam_trial = target
+        self._residual(None, self.u, rhs)
+        rhs.scale(-1.0)
+        d.getArray()[self.bdofs] = (target - self.lam) * self.bvals
+        self.A.zeroRowsColumns(self.rows, 1.0, d, rhs)
+        ksp = self.snes.getKSP()
+        ksp.setOperators(self.A, self.A)
+        ksp.solve(rhs, d)
+        x = None
+        if ksp.getConvergedReason() > 0:
+            x = self.u.copy()
+            x.axpy(1.0, d)
+        rhs.destroy()
+        d.destroy()
+        return x
+
     def try_step(self, target: float) -> tuple[bool, int, str]:
-        """SNES from the committed displacement to load factor ``target``; the converged iterate
-        is kept as the trial until :meth:`commit` (the protocol of :mod:`hpcmsm.fem.stepping`)."""
-        x = self.u.copy()
+        """SNES from the committed displacement (or the tangent predictor, :meth:`_predict`) to
+        load factor ``target``; the converged iterate is kept as the trial until :meth:`commit`
+        (the protocol of :mod:`hpcmsm.fem.stepping`)."""
+        x = self._predict(target) if self.predictor else None
+        if x is None:
+            x = self.u.copy()
         self._set_bc(x, target)
         self._lam_trial = target
         self.snes.solve(None, x)

@@ -134,188 +134,335 @@ def _cell_geometry(X, dN, qw, g, w):
 
 
 @njit(cache=True, nogil=True, fastmath=_FM, error_model="numpy")
-def _scatter_cell(vals, pos, own, ebase, estride, Ke, c, bs):
-    """vals[ebase[p] + i·estride[p] + j] += Ke[a·bs+i, b·bs+j] for the owned rows a of cell c."""
-    nen = pos.shape[1]
+def _scatter_cell(vals, cb, sd, so, own, cells, c, Ke, bs):
+    """vals[cb[c, a, b] + i·st + j] += Ke[a·bs+i, b·bs+j] for the owned rows a of cell c, with the
+    row stride st = sd[r] (column node b owned: diagonal block) or so[r] (off-diagonal block) of
+    the row node r = cells[c, a].  One lookup per node pair, no search."""
+    nen = cb.shape[1]
     if bs == 3:         # literal trip counts (unrolled)
+        allown = True
+        for a in range(nen):
+            allown = allown and own[c, a]
+        if allown:      # interior cell: diagonal-block strides only, no per-pair test
+            for a in range(nen):
+                st = sd[cells[c, a]]
+                for b in range(nen):
+                    base = cb[c, a, b]
+                    for i in range(3):
+                        p = base + i * st
+                        vals[p] += Ke[3 * a + i, 3 * b]
+                        vals[p + 1] += Ke[3 * a + i, 3 * b + 1]
+                        vals[p + 2] += Ke[3 * a + i, 3 * b + 2]
+            return
         for a in range(nen):
             if not own[c, a]:
                 continue
+            r = cells[c, a]
+            std, sto = sd[r], so[r]
             for b in range(nen):
-                p = pos[c, a, b]
-                base = ebase[p]
-                st = estride[p]
+                base = cb[c, a, b]
+                st = std if own[c, b] else sto
                 for i in range(3):
-                    r = base + i * st
-                    vals[r] += Ke[3 * a + i, 3 * b]
-                    vals[r + 1] += Ke[3 * a + i, 3 * b + 1]
-                    vals[r + 2] += Ke[3 * a + i, 3 * b + 2]
+                    p = base + i * st
+                    vals[p] += Ke[3 * a + i, 3 * b]
+                    vals[p + 1] += Ke[3 * a + i, 3 * b + 1]
+                    vals[p + 2] += Ke[3 * a + i, 3 * b + 2]
         return
     for a in range(nen):
         if not own[c, a]:
             continue
+        r = cells[c, a]
+        std, sto = sd[r], so[r]
         for b in range(nen):
-            p = pos[c, a, b]
-            base = ebase[p]
-            st = estride[p]
+            base = cb[c, a, b]
+            st = std if own[c, b] else sto
             for i in range(bs):
-                r = base + i * st
+                p = base + i * st
                 for j in range(bs):
-                    vals[r + j] += Ke[a * bs + i, b * bs + j]
+                    vals[p + j] += Ke[a * bs + i, b * bs + j]
 
 
 @njit(cache=True, nogil=True, fastmath=_FM, error_model="numpy")
-def scatter_add(vals, pos, own, ebase, estride, Ke, cids, bs):
+def _finish_cell(vals, cb, sd, so, own, cells, c, Ke, Fe, bs, bcf, bcv, acc, rhs):
+    """Symmetric Dirichlet elimination on the element (if bcf is non-empty), scatter of Ke into the
+    owned rows, and (if rhs) Fe into the local (owned + ghost) vector acc.
+
+    Constrained column s (bcf[dof] != 0): Fe -= Ke[:, s]·g_s, column zeroed; constrained row: row
+    and Fe entry zeroed (the caller puts the diagonal and b = diag·g once per owned dof)."""
+    nen = cb.shape[1]
+    n = nen * bs
+    if bcf.shape[0] > 0:
+        hit = False
+        for a in range(nen):
+            d0 = cells[c, a] * bs
+            for i in range(bs):
+                if bcf[d0 + i]:
+                    hit = True
+        if hit:
+            for s in range(n):
+                ds = cells[c, s // bs] * bs + s % bs
+                if bcf[ds]:
+                    g = bcv[ds]
+                    for r in range(n):
+                        Fe[r] -= Ke[r, s] * g
+                        Ke[r, s] = 0.0
+            for r in range(n):
+                dr = cells[c, r // bs] * bs + r % bs
+                if bcf[dr]:
+                    Fe[r] = 0.0
+                    for s in range(n):
+                        Ke[r, s] = 0.0
+    _scatter_cell(vals, cb, sd, so, own, cells, c, Ke, bs)
+    if rhs:
+        for a in range(nen):
+            d0 = cells[c, a] * bs
+            for i in range(bs):
+                acc[d0 + i] += Fe[a * bs + i]
+
+
+@njit(cache=True, nogil=True, fastmath=_FM, error_model="numpy")
+def scatter_add(vals, cb, sd, so, own, cells, Ke, cids, bs, bcf, bcv, acc, iface_idx, Kout):
     """Sum element matrices Ke (len(cids), ndof_e, ndof_e) of the cells cids into the value buffer
-    (owned rows only; see FunctionSpace._structure for pos/own/ebase/estride)."""
-    for n in range(len(cids)):
-        _scatter_cell(vals, pos, own, ebase, estride, Ke[n], cids[n], bs)
+    (owned rows only; see FunctionSpace._structure for cb/sd/so/own), with the Dirichlet elimination
+    of _finish_cell if bcf is non-empty (lifting terms into acc).  Interface cells
+    (iface_idx[n] >= 0) copy their (eliminated) element matrix to Kout[iface_idx[n]]."""
+    n = Ke.shape[1]
+    K = np.empty((n, n))
+    Fe = np.empty(n)
+    rhs = bcf.shape[0] > 0
+    for k in range(len(cids)):
+        c = cids[k]
+        for r in range(n):
+            Fe[r] = 0.0
+            for s in range(n):
+                K[r, s] = Ke[k, r, s]
+        _finish_cell(vals, cb, sd, so, own, cells, c, K, Fe, bs, bcf, bcv, acc, rhs)
+        if iface_idx[k] >= 0:
+            Kout[iface_idx[k]] = K
 
 
 @njit(cache=True, nogil=True, fastmath=_FM, error_model="numpy")
-def elasticity_isotropic(vals, pos, own, ebase, estride, points, cells, dN, qw, cids, lam, mu,
-                         iface_idx, Kout):
-    """Fused geometry + isotropic element matrix + scatter for the cells cids (bs = d).
+def _iso_ke_hex8(X, dN, qw, gT, w, lam, mu, M, Ke):
+    """Q1 hexahedron (8 nodes, 3D), isotropic: geometry into gT (q, i, a) and w (q,), the six
+    'moment' matrices M_p[a, b] = Σ_q w g_ai g_bj (p = (i ≤ j)) with contiguous length-8 inner
+    loops, the eight b-sums in scalar accumulators (registers: 4x faster than accumulating in
+    the M array, which LLVM keeps in memory), then Ke[a i, b j] = λ M_ij[a,b] + μ M_ji[a,b]
+    + δ_ij μ Σ_k M_kk[a,b] (M_ji[a, b] = M_ij[b, a]).  Needs nq = 8 (2x2x2 Gauss).  Literal trip
+    counts throughout so LLVM unrolls them."""
+    nq = dN.shape[0]
+    for q in range(nq):
+        j00 = j01 = j02 = j10 = j11 = j12 = j20 = j21 = j22 = 0.0
+        for a in range(8):
+            x0, x1, x2 = X[a, 0], X[a, 1], X[a, 2]
+            d0, d1, d2 = dN[q, a, 0], dN[q, a, 1], dN[q, a, 2]
+            j00 += x0 * d0
+            j01 += x0 * d1
+            j02 += x0 * d2
+            j10 += x1 * d0
+            j11 += x1 * d1
+            j12 += x1 * d2
+            j20 += x2 * d0
+            j21 += x2 * d1
+            j22 += x2 * d2
+        c00 = j11 * j22 - j12 * j21
+        c01 = j12 * j20 - j10 * j22
+        c02 = j10 * j21 - j11 * j20
+        det = j00 * c00 + j01 * c01 + j02 * c02
+        r = 1.0 / det
+        i00, i10, i20 = c00 * r, c01 * r, c02 * r
+        i01 = (j02 * j21 - j01 * j22) * r
+        i11 = (j00 * j22 - j02 * j20) * r
+        i21 = (j01 * j20 - j00 * j21) * r
+        i02 = (j01 * j12 - j02 * j11) * r
+        i12 = (j02 * j10 - j00 * j12) * r
+        i22 = (j00 * j11 - j01 * j10) * r
+        w[q] = det * qw[q]
+        for a in range(8):
+            d0, d1, d2 = dN[q, a, 0], dN[q, a, 1], dN[q, a, 2]
+            gT[q, 0, a] = d0 * i00 + d1 * i10 + d2 * i20
+            gT[q, 1, a] = d0 * i01 + d1 * i11 + d2 * i21
+            gT[q, 2, a] = d0 * i02 + d1 * i12 + d2 * i22
+    p = 0
+    for i in range(3):
+        for j in range(i, 3):
+            for a in range(8):
+                m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = 0.0
+                for q in range(8):
+                    f = w[q] * gT[q, i, a]
+                    m0 += f * gT[q, j, 0]
+                    m1 += f * gT[q, j, 1]
+                    m2 += f * gT[q, j, 2]
+                    m3 += f * gT[q, j, 3]
+                    m4 += f * gT[q, j, 4]
+                    m5 += f * gT[q, j, 5]
+                    m6 += f * gT[q, j, 6]
+                    m7 += f * gT[q, j, 7]
+                M[p, a, 0] = m0
+                M[p, a, 1] = m1
+                M[p, a, 2] = m2
+                M[p, a, 3] = m3
+                M[p, a, 4] = m4
+                M[p, a, 5] = m5
+                M[p, a, 6] = m6
+                M[p, a, 7] = m7
+            p += 1
+    # p index of (i, j), i <= j: 00 0, 01 1, 02 2, 11 3, 12 4, 22 5
+    lm = lam + mu
+    for a in range(8):
+        ra = 3 * a
+        for b in range(8):
+            rb = 3 * b
+            m00, m11, m22 = M[0, a, b], M[3, a, b], M[5, a, b]
+            mt = mu * (m00 + m11 + m22)
+            Ke[ra, rb] = lm * m00 + mt
+            Ke[ra + 1, rb + 1] = lm * m11 + mt
+            Ke[ra + 2, rb + 2] = lm * m22 + mt
+            p01, q01 = M[1, a, b], M[1, b, a]
+            p02, q02 = M[2, a, b], M[2, b, a]
+            p12, q12 = M[4, a, b], M[4, b, a]
+            Ke[ra, rb + 1] = lam * p01 + mu * q01
+            Ke[ra + 1, rb] = lam * q01 + mu * p01
+            Ke[ra, rb + 2] = lam * p02 + mu * q02
+            Ke[ra + 2, rb] = lam * q02 + mu * p02
+            Ke[ra + 1, rb + 2] = lam * p12 + mu * q12
+            Ke[ra + 2, rb + 1] = lam * q12 + mu * p12
 
-    K[a i, b j] = Σ_q w (λ g_ai g_bj + μ g_aj g_bi + μ δ_ij g_a·g_b) — the same form as
-    forms.stiffness_isotropic.  Cells with iface_idx[n] >= 0 also copy their element matrix to
-    Kout[iface_idx[n]] (rows owned by other ranks go through PETSc's stash)."""
+
+@njit(cache=True, nogil=True, fastmath=_FM, error_model="numpy")
+def _iso_ke_generic(X, dN, qw, g, w, lam, mu, M, Ke):
+    """Any element/dimension, isotropic: M = Gᵀ W G (rank-nq update with contiguous length-nd inner
+    loops), Ke[a i, b j] = λ M[a i, b j] + μ M[a j, b i] + δ_ij μ Σ_k M[a k, b k]."""
     nq, nen, d = dN.shape
     nd = nen * d
-    X = np.empty((nen, d))
-    g = np.empty((nq, nen, d))
-    G = g.reshape((nq, nd))             # flat view: (q, a·d+i)
-    w = np.empty(nq)
-    M = np.empty((nd, nd))              # Σ_q w g_ai g_bj
-    Ke = np.empty((nd, nd))
-    for n in range(len(cids)):
-        c = cids[n]
-        for a in range(nen):
-            for i in range(d):
-                X[a, i] = points[cells[c, a], i]
-        _cell_geometry(X, dN, qw, g, w)
-        if d == 3:
-            # node-pair blocks A_ab = Σ_q w g_a g_bᵀ for b >= a in registers (K is symmetric):
-            # K_ab = λ A_ab + μ A_abᵀ + μ tr(A_ab) I,  K_ba = K_abᵀ
-            for a in range(nen):
-                for b in range(a, nen):
-                    a00 = a01 = a02 = a10 = a11 = a12 = a20 = a21 = a22 = 0.0
-                    for q in range(nq):
-                        wq = w[q]
-                        x0, x1, x2 = wq * g[q, a, 0], wq * g[q, a, 1], wq * g[q, a, 2]
-                        y0, y1, y2 = g[q, b, 0], g[q, b, 1], g[q, b, 2]
-                        a00 += x0 * y0
-                        a01 += x0 * y1
-                        a02 += x0 * y2
-                        a10 += x1 * y0
-                        a11 += x1 * y1
-                        a12 += x1 * y2
-                        a20 += x2 * y0
-                        a21 += x2 * y1
-                        a22 += x2 * y2
-                    mt = mu * (a00 + a11 + a22)
-                    ra, rb = 3 * a, 3 * b
-                    Ke[ra, rb] = lam * a00 + mu * a00 + mt
-                    Ke[ra, rb + 1] = lam * a01 + mu * a10
-                    Ke[ra, rb + 2] = lam * a02 + mu * a20
-                    Ke[ra + 1, rb] = lam * a10 + mu * a01
-                    Ke[ra + 1, rb + 1] = lam * a11 + mu * a11 + mt
-                    Ke[ra + 1, rb + 2] = lam * a12 + mu * a21
-                    Ke[ra + 2, rb] = lam * a20 + mu * a02
-                    Ke[ra + 2, rb + 1] = lam * a21 + mu * a12
-                    Ke[ra + 2, rb + 2] = lam * a22 + mu * a22 + mt
-                    if b != a:
-                        for i in range(3):
-                            for j in range(3):
-                                Ke[rb + j, ra + i] = Ke[ra + i, rb + j]
-            _scatter_cell(vals, pos, own, ebase, estride, Ke, c, d)
-            if iface_idx[n] >= 0:
-                Kout[iface_idx[n]] = Ke
-            continue
-        # rank-nq update M = Gᵀ W G with contiguous length-nd inner loops (vectorised by LLVM)
-        for r in range(nd):
-            Mr = M[r]
-            f = G[0, r] * w[0]
+    _cell_geometry(X, dN, qw, g, w)
+    G = g.reshape((nq, nd))
+    for r in range(nd):
+        Mr = M[r]
+        f = G[0, r] * w[0]
+        for t in range(nd):
+            Mr[t] = f * G[0, t]
+        for q in range(1, nq):
+            f = G[q, r] * w[q]
+            Gq = G[q]
             for t in range(nd):
-                Mr[t] = f * G[0, t]
-            for q in range(1, nq):
-                f = G[q, r] * w[q]
-                Gq = G[q]
-                for t in range(nd):
-                    Mr[t] += f * Gq[t]
-        for a in range(nen):
-            for b in range(nen):
-                tr = 0.0
-                for k in range(d):
-                    tr += M[a * d + k, b * d + k]
-                for i in range(d):
-                    for j in range(d):
-                        v = lam * M[a * d + i, b * d + j] + mu * M[a * d + j, b * d + i]
-                        if i == j:
-                            v += mu * tr
-                        Ke[a * d + i, b * d + j] = v
-        _scatter_cell(vals, pos, own, ebase, estride, Ke, c, d)
-        if iface_idx[n] >= 0:
-            Kout[iface_idx[n]] = Ke
+                Mr[t] += f * Gq[t]
+    for a in range(nen):
+        for b in range(nen):
+            tr = 0.0
+            for k in range(d):
+                tr += M[a * d + k, b * d + k]
+            for i in range(d):
+                for j in range(d):
+                    v = lam * M[a * d + i, b * d + j] + mu * M[a * d + j, b * d + i]
+                    if i == j:
+                        v += mu * tr
+                    Ke[a * d + i, b * d + j] = v
 
 
 @njit(cache=True, nogil=True, fastmath=_FM, error_model="numpy")
-def elasticity_tangent(vals, pos, own, ebase, estride, points, cells, dN, qw, cids, D,
-                       mK, mT, mC, iface_idx, Kout):
-    """Fused geometry + Σ_q Bᵀ D_q B w|J| (Mandel tangent D (len(cids), nq, m, m)) + scatter.
-    B's columns are sparse (mandel_tables): B[k, a·d+i] = Σ_n [k=mK[i,n]] mC[i,n] ∂N_a/∂x_mT[i,n];
-    Bᵀ(DB) is summed over those non-zeros only."""
+def _tangent_ke(dN, g, w, D, n, mK, mT, mC, B, DB, Ke):
+    """Σ_q Bᵀ D_q B w (Mandel tangent D[n] (nq, m, m)) given the geometry g (q, a, i), w (q,).
+    B's columns are sparse (mandel_tables): B[k, a·d+i] = Σ_t [k=mK[i,t]] mC[i,t] ∂N_a/∂x_mT[i,t];
+    DB = w D B over B's non-zeros, Bᵀ(DB) likewise, upper triangle only (Ke is symmetric)."""
     nq, nen, d = dN.shape
     nd = nen * d
     m = D.shape[2]
     nz = mK.shape[1]
+    for r in range(nd):
+        for s in range(nd):
+            Ke[r, s] = 0.0
+    for q in range(nq):
+        wq = w[q]
+        for k in range(m):
+            for s in range(nd):
+                DB[k, s] = 0.0
+        for a in range(nen):
+            for i in range(d):
+                s = a * d + i
+                for t in range(nz):
+                    f = mC[i, t] * g[q, a, mT[i, t]] * wq
+                    kk = mK[i, t]
+                    for k in range(m):
+                        DB[k, s] += D[n, q, k, kk] * f
+        for a in range(nen):
+            for i in range(d):
+                r = a * d + i
+                Kr = Ke[r]
+                for t in range(nz):
+                    f = mC[i, t] * g[q, a, mT[i, t]]
+                    if f == 0.0:
+                        continue
+                    DBk = DB[mK[i, t]]
+                    for s in range(r, nd):
+                        Kr[s] += f * DBk[s]
+    for r in range(nd):
+        for s in range(r + 1, nd):
+            Ke[s, r] = Ke[r, s]
+
+
+@njit(cache=True, nogil=True, fastmath=_FM, error_model="numpy")
+def elastic_system(vals, cb, sd, so, own, points, cells, N, dN, qw, cids, lam, mu, D, mK, mT, mC,
+                   fq, bcf, bcv, acc, iface_idx, Kout):
+    """Fused small-strain elasticity assembly for the cells cids (bs = d), one pass per cell:
+    geometry, element matrix — isotropic λ, μ if D is empty, else the per-point Mandel tangent
+    D (len(cids), nq, m, m) —, body-force vector Σ_q N_a f_q w|J| (fq (len(cids) | 1 | 0, nq, d):
+    per point, constant, none), symmetric Dirichlet elimination (bcf/bcv per local dof, empty: none),
+    scatter into the owned rows of vals and the local vector acc (owned + ghost dofs).
+    Interface cells (iface_idx[n] >= 0) copy their element matrix to Kout[iface_idx[n]] for PETSc's
+    stash (rows owned by other ranks)."""
+    nq, nen, d = dN.shape
+    nd = nen * d
+    iso = D.shape[0] == 0
+    nf = fq.shape[0]
+    rhs = nf > 0 or bcf.shape[0] > 0
     X = np.empty((nen, d))
     g = np.empty((nq, nen, d))
+    gT = np.empty((nq, d, nen))
     w = np.empty(nq)
-    B = np.empty((m, nd))
-    DB = np.empty((m, nd))              # w · D B
+    M6 = np.empty((6, nen, nen))
+    M = np.empty((nd, nd))
+    B = np.empty((1, 1))
+    DB = np.empty((D.shape[2] if not iso else 1, nd))
     Ke = np.empty((nd, nd))
+    Fe = np.empty(nd)
+    hex8 = iso and d == 3 and nen == 8 and nq == 8
     for n in range(len(cids)):
         c = cids[n]
         for a in range(nen):
             for i in range(d):
                 X[a, i] = points[cells[c, a], i]
-        _cell_geometry(X, dN, qw, g, w)
-        Ke[:, :] = 0.0
-        for q in range(nq):
-            B[:, :] = 0.0
+        if hex8:
+            _iso_ke_hex8(X, dN, qw, gT, w, lam, mu, M6, Ke)
+        elif iso:
+            _iso_ke_generic(X, dN, qw, g, w, lam, mu, M, Ke)
+        else:
+            _cell_geometry(X, dN, qw, g, w)
+            _tangent_ke(dN, g, w, D, n, mK, mT, mC, B, DB, Ke)
+        for r in range(nd):
+            Fe[r] = 0.0
+        if nf == 1:                     # constant force: Fe[a, i] = f_i Σ_q w N_a
             for a in range(nen):
+                sa = 0.0
+                for q in range(nq):
+                    sa += w[q] * N[q, a]
                 for i in range(d):
-                    for t in range(nz):
-                        B[mK[i, t], a * d + i] += mC[i, t] * g[q, a, mT[i, t]]
-            for k in range(m):
-                DBk = DB[k]
-                f = D[n, q, k, 0] * w[q]
-                B0 = B[0]
-                for s in range(nd):
-                    DBk[s] = f * B0[s]
-                for l in range(1, m):
-                    f = D[n, q, k, l] * w[q]
-                    Bl = B[l]
-                    for s in range(nd):
-                        DBk[s] += f * Bl[s]
-            for a in range(nen):
-                for i in range(d):
-                    Kr = Ke[a * d + i]
-                    for t in range(nz):
-                        f = mC[i, t] * g[q, a, mT[i, t]]
-                        DBk = DB[mK[i, t]]
-                        for s in range(nd):
-                            Kr[s] += f * DBk[s]
-        _scatter_cell(vals, pos, own, ebase, estride, Ke, c, d)
+                    Fe[a * d + i] = sa * fq[0, 0, i]
+        elif nf > 1:
+            k = n
+            for q in range(nq):
+                for a in range(nen):
+                    f = w[q] * N[q, a]
+                    for i in range(d):
+                        Fe[a * d + i] += f * fq[k, q, i]
+        _finish_cell(vals, cb, sd, so, own, cells, c, Ke, Fe, d, bcf, bcv, acc, rhs)
         if iface_idx[n] >= 0:
             Kout[iface_idx[n]] = Ke
 
 
 # ------------------------------------------------------------------ sparsity structure (FunctionSpace._structure)
 @njit(cache=True, nogil=True, error_model="numpy")
-def cell_positions(ptr, cols, gn, ns, no, pos):
-    """pos[c, a, b] = index in the node graph (ptr, cols; sorted columns per row) of the entry
+def cell_bases(ptr, cols, gn, ns, no, ebase, cb):
+    """cb[c, a, b] = ebase[e] of the node-graph entry e (ptr, cols: sorted columns per row) of
     (row gn[c, a] - ns, column gn[c, b]) for owned row nodes, -1 for rows owned elsewhere.
     Binary search inside the short row (vs a global searchsorted over all graph keys)."""
     nc, nen = gn.shape
@@ -324,7 +471,7 @@ def cell_positions(ptr, cols, gn, ns, no, pos):
             r = gn[c, a] - ns
             if r < 0 or r >= no:
                 for b in range(nen):
-                    pos[c, a, b] = -1
+                    cb[c, a, b] = -1
                 continue
             lo0, hi0 = ptr[r], ptr[r + 1]
             for b in range(nen):
@@ -336,7 +483,7 @@ def cell_positions(ptr, cols, gn, ns, no, pos):
                         lo = mid + 1
                     else:
                         hi = mid
-                pos[c, a, b] = lo
+                cb[c, a, b] = ebase[lo]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

@@ -137,7 +137,7 @@ def test_structure_matches_numpy(comm, monkeypatch, cell, deg, n, bs):
         monkeypatch.setenv("HPCMSM_NUMBA", flag)
         st.append(FunctionSpace(mesh, bs)._structure())
     a, b = st
-    for k in ("pos", "own", "ebase", "estride"):
+    for k in ("cb", "own", "sd", "so", "dpos"):
         assert a[k].dtype == b[k].dtype and np.array_equal(a[k], b[k]), k
     for k in ("diag", "off"):
         for x, y in zip(a[k], b[k]):

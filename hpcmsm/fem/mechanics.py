@@ -481,12 +481,13 @@ class HyperelasticProblem(_MechanicsBase):
         with petsc_options(self.prefix, defaults):
             self.snes.setFromOptions()
         self._lam_trial = 0.0
+        self._eval_cache = None
         self.work_u = self.space.create_vec()
         self.detF_min = np.inf
 
     def _deformation(self, x):
         x.copy(self.work_u)
-        ul = self.space.local_array(self.work_u)
+        ul = self._ul = self.space.local_array(self.work_u)
         out = []
         for g in self.groups:
             Fs, geo = [], []
@@ -513,18 +514,29 @@ class HyperelasticProblem(_MechanicsBase):
             return None, None
         Fe, Ke = [], []
         bad = 0
-        for g, Fs, geo in data:
+        # SNES evaluates the Jacobian at the point of its last residual: reuse that material
+        # update (P, A, state) and internal force instead of recomputing them (same x, same
+        # committed states; commit() and load_checkpoint() drop the cache)
+        c = self._eval_cache
+        hit = c is not None and c[1] == [id(g.state) for g in self.groups] and np.array_equal(c[0], self._ul)
+        cache = c[2] if hit else {}
+        for gi, (g, Fs, geo) in enumerate(data):
             trial = []
-            for F, (cells, dNdX, w, ps) in zip(Fs, geo):
-                try:
-                    with np.errstate(invalid="raise", divide="raise", over="raise"):
-                        P, A, new = g.material.update(F.reshape(-1, self.dim, self.dim),
-                                                      {k: v[ps] for k, v in g.state.items()})
-                except (FloatingPointError, ConvergenceError, ArithmeticError):
-                    bad = 1
-                    continue
+            for ci, (F, (cells, dNdX, w, ps)) in enumerate(zip(Fs, geo)):
+                if (gi, ci) in cache:
+                    A, new, fe = cache[gi, ci]
+                else:
+                    try:
+                        with np.errstate(invalid="raise", divide="raise", over="raise"):
+                            P, A, new = g.material.update(F.reshape(-1, self.dim, self.dim),
+                                                          {k: v[ps] for k, v in g.state.items()})
+                    except (FloatingPointError, ConvergenceError, ArithmeticError):
+                        bad = 1
+                        continue
+                    fe = forms.internal_force_finite(dNdX, P.reshape(F.shape), w)
+                    cache[gi, ci] = (A, new, fe)
                 trial.append(new)
-                Fe.append((cells, forms.internal_force_finite(dNdX, P.reshape(F.shape), w)))
+                Fe.append((cells, fe))
                 if want_matrix:
                     Ke.append((cells, forms.stiffness_finite(dNdX, A.reshape(F.shape[:2] + (self.dim,) * 4), w)))
             if keep_trial and not bad:
@@ -533,7 +545,9 @@ class HyperelasticProblem(_MechanicsBase):
         if self.comm.allreduce(bad, op=MPI.SUM):      # agree before any collective assembly
             self.detF_min = -np.inf if not self.detF_min > 0 else self.detF_min
             self.material_failed = True
+            self._eval_cache = None
             return None, None
+        self._eval_cache = (self._ul, [id(g.state) for g in self.groups], cache)
         return Fe, Ke
 
     def _residual(self, snes, x, f):
@@ -623,8 +637,13 @@ class HyperelasticProblem(_MechanicsBase):
                 d += float(np.dot(g.material.dissipation_increment(g.F.reshape(-1, self.dim, self.dim), g.state,
                                                                    g.trial), self._wdet(g).ravel()))
             g.state, g.trial = g.trial, None
+        self._eval_cache = None
         self.dissipation += self.comm.allreduce(d, op=MPI.SUM)
         self.lam = target
+
+    def load_checkpoint(self, path: str) -> dict:
+        self._eval_cache = None          # the committed states change in place
+        return super().load_checkpoint(path)
 
     def solve(self, nsteps: int = 1, lam_end: float = 1.0, min_step: float = 1e-4, max_cuts: int = 8,
               callback: Callable | None = None, log=None, max_steps: int | None = None) -> list[dict]:

@@ -138,3 +138,32 @@ def test_plastic_block_rank_independent_and_restart(comm, shared_tmp):
     rest.solve(3, lam_end=1.0)
     assert np.allclose(_summary(rest), want, rtol=1e-8, atol=1e-10 * abs(want).max())
     rest.destroy()
+
+
+def test_jacobian_reuse_equals_fresh_evaluation(comm):
+    """The Jacobian assembled from the cached material update of the last residual equals a fresh
+    evaluation; after commit() the cache is not used with the new state."""
+    prob = _block(comm)
+    sp = prob.space
+    rng = np.random.default_rng(3 + comm.rank)
+    u = sp.create_vec()
+    u.setArray(0.02 * rng.normal(size=u.getLocalSize()))
+    prob._set_bc(u, 0.5)
+    prob._lam_trial = 0.5
+    R = sp.create_vec()
+    prob._residual(None, u, R)
+    prob._jacobian(None, u, prob.A, prob.A)
+    assert prob._eval_cache is not None
+    v, Av1, Av2 = sp.create_vec(), sp.create_vec(), sp.create_vec()
+    v.setArray(rng.normal(size=v.getLocalSize()))
+    prob.A.mult(v, Av1)
+    prob._eval_cache = None
+    prob._jacobian(None, u, prob.A, prob.A)
+    prob.A.mult(v, Av2)
+    Av2.axpy(-1.0, Av1)
+    assert Av2.norm() <= 1e-14 * Av1.norm()
+    prob.solve(1, lam_end=0.5)
+    assert prob._eval_cache is None                      # dropped with the committed state
+    for x in (u, v, Av1, Av2, R):
+        x.destroy()
+    prob.destroy()

@@ -40,18 +40,17 @@ class Mesh:
 
 
 def box_mesh(lengths, ncells) -> Mesh:
-    """Structured Q1 mesh of [0,Lx]×[0,Ly](×[0,Lz]); sets ``xmin, xmax, ymin, ymax(, zmin, zmax)``."""
+    """Structured Q1 mesh of [0,Lx]×[0,Ly](×[0,Lz]); sets ``xmin, xmax, ymin, ymax(, zmin, zmax)``.
+
+    The generator is :func:`hpcmsm.fem.mesh.box_global` (same node and cell numbering, x
+    fastest); only the corner order differs (FE²'s Q1 order is counter-clockwise per face)."""
+    from ..fem.mesh import box_global
+
     d = len(ncells)
-    axes = [np.linspace(0.0, L, n + 1) for L, n in zip(lengths, ncells)]
-    grids = np.meshgrid(*axes, indexing="ij")
-    pts = np.stack([g.ravel(order="F") for g in grids], axis=1)
-    shape = tuple(n + 1 for n in ncells)
-    idx = np.stack(np.unravel_index(np.arange(int(np.prod(ncells))), tuple(ncells), order="F"), axis=1)
-    corners = np.array([[0, 0], [1, 0], [1, 1], [0, 1]] if d == 2 else
-                       [[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0], [0, 0, 1], [1, 0, 1], [1, 1, 1], [0, 1, 1]])
-    ijk = idx[:, None, :] + corners[None]
-    strides = np.concatenate([[1], np.cumprod(shape[:-1])])
-    cells = (ijk * strides).sum(-1)
+    g = box_global([int(n) for n in ncells], upper=[float(L) for L in lengths],
+                   cell="quadrilateral" if d == 2 else "hexahedron")
+    pts = np.asarray(g.points, float)
+    cells = np.asarray(g.cells)[:, np.argsort(_LEXICOGRAPHIC[d])]
     sets = {}
     names = "xyz"
     for k in range(d):

@@ -12,26 +12,41 @@ from ..errors import InputError
 from ..parallel import Log, block_range
 from ..timing import Timers
 from .inputs import FE2Input
-from .macro import Dirichlet, MacroProblem, NewtonDriver, box_mesh, plate_with_hole_mesh
+from .macro import Dirichlet, MacroProblem, Mesh, NewtonDriver, box_mesh, plate_with_hole_mesh
 from .pool import HomogenizedMaterial, RVEPool
 
 
 # ----------------------------------------------------------------------------------------------
-def build_macro(cfg: FE2Input):
-    """Mesh, Dirichlet conditions and the loaded node set for the input's geometry."""
-    mc = cfg.macro
+def _bc_spec(mc):
+    """Dirichlet conditions as (node set, component, final value), and the loaded set."""
     if mc.geometry == "plate_with_hole":
-        mesh = plate_with_hole_mesh(mc.size, mc.hole_radius, mc.cells[0], mc.cells[1], mc.grading)
-        bcs = [Dirichlet(mesh.sets["left"], 0, 0.0), Dirichlet(mesh.sets["bottom"], 1, 0.0),
-               Dirichlet(mesh.sets["right"], 0, mc.displacement)]
-        loaded = mesh.sets["right"]
+        return [("left", 0, 0.0), ("bottom", 1, 0.0), ("right", 0, mc.displacement)], "right"
+    spec = [("xmin", 0, 0.0), ("ymin", 1, 0.0)] + ([("zmin", 2, 0.0)] if mc.dim == 3 else [])
+    return spec + [("xmax", 0, mc.displacement)], "xmax"
+
+
+def build_macro(cfg: FE2Input, comm=None):
+    """Mesh, Dirichlet conditions and the loaded node set for the input's geometry.
+
+    With ``comm``, only rank 0 generates the geometry (the only copy :class:`MacroProblem` reads
+    before distributing it); the other ranks get an empty mesh of the right dimension and the
+    same Dirichlet conditions without node lists, and the loaded face's natural node ids (for
+    reactions) are broadcast: O(boundary) instead of O(mesh) replicated data."""
+    mc = cfg.macro
+    spec, loaded_set = _bc_spec(mc)
+    if comm is None or comm.rank == 0:
+        if mc.geometry == "plate_with_hole":
+            mesh = plate_with_hole_mesh(mc.size, mc.hole_radius, mc.cells[0], mc.cells[1], mc.grading)
+        else:
+            mesh = box_mesh([mc.size] * mc.dim, mc.cells)
+        sets = mesh.sets
     else:
-        mesh = box_mesh([mc.size] * mc.dim, mc.cells)
-        bcs = [Dirichlet(mesh.sets["xmin"], 0, 0.0), Dirichlet(mesh.sets["ymin"], 1, 0.0)]
-        if mc.dim == 3:
-            bcs.append(Dirichlet(mesh.sets["zmin"], 2, 0.0))
-        bcs.append(Dirichlet(mesh.sets["xmax"], 0, mc.displacement))
-        loaded = mesh.sets["xmax"]
+        mesh = Mesh(np.zeros((0, mc.dim)), np.zeros((0, 2 ** mc.dim), dtype=np.int64), {})
+        sets = {name: np.zeros(0, dtype=np.int64) for name, _, _ in spec}
+    bcs = [Dirichlet(sets[name], comp, value) for name, comp, value in spec]
+    loaded = sets[loaded_set]
+    if comm is not None and comm.size > 1:
+        loaded = comm.bcast(loaded if comm.rank == 0 else None, root=0)
     return mesh, bcs, loaded
 
 
@@ -104,14 +119,14 @@ def run_fe2(cfg: FE2Input, comm, *, restart: bool = False, input_text: str = "",
     t_start = time.perf_counter()
     cpu_start = time.process_time()
     outdir = cfg.output.dir
-    mesh, bcs, loaded = build_macro(cfg)
-    ne = len(mesh.cells)
+    mesh, bcs, loaded = build_macro(cfg, comm)
     if comm.size % cfg.pool.group_size:
         raise InputError(f"[pool] group_size {cfg.pool.group_size} does not divide the {comm.size} MPI ranks")
     popts = petsc_table_to_options(cfg.petsc)
     # macro problem first (it knows the QP ownership), then the pool, then the material block
     finite = cfg.macro.kinematics == "finite"
     p = MacroProblem(comm, mesh, [], bcs, popts.get("macro_"), kinematics=cfg.macro.kinematics)
+    ne = p.fmesh.n_cells_global
     with timers("rve_setup"):
         pool = RVEPool(comm, micro_factory(cfg), p.nqp_global, p.qp_owner, cfg.pool.group_size,
                        balance=cfg.pool.balance, elastic_reuse=cfg.pool.elastic_reuse,
@@ -147,7 +162,7 @@ def run_fe2(cfg: FE2Input, comm, *, restart: bool = False, input_text: str = "",
                 raise InputError(f"{ck.path}: checkpoint does not match this input (mesh, RVE or steps differ)")
             step0, lam = data.step, float(data.scalars["load_factor"])
             totals = {k: float(data.scalars[k]) for k in totals}
-            s, e = block_range(len(mesh.points), comm.size, comm.rank)
+            s, e = block_range(p.nn_global, comm.size, comm.rank)
             p.set_u_natural(data.read("u", s, e))        # natural node order: any rank count
             hist = data.read("history")
             history = [list(r) for r in hist]
@@ -511,5 +526,5 @@ def _checkpoint(ck, p, pool, mesh, step, lam, totals, history, nsteps, argv, inp
     cost = pool.cost if comm.rank == 0 else np.zeros(0)
     ck.save(step, {"u": u, "rve_states": states, "history": hist.reshape(-1, len(HISTORY_COLS)), "rve_cost": cost},
             {"load_factor": lam, **totals},
-            {"nqp": p.nqp_global, "state_size": pool.S, "steps": nsteps, "nodes": len(mesh.points)},
+            {"nqp": p.nqp_global, "state_size": pool.S, "steps": nsteps, "nodes": p.nn_global},
             command_line=argv, input_text=input_text)

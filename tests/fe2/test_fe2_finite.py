@@ -205,7 +205,8 @@ def test_composite_finite_fe2_rank_and_group_independent(comm, shared_tmp):
 def test_finite_output_and_restart_across_rank_counts(comm, shared_tmp):
     """F, P and Cauchy σ reach HDF5 (σ symmetric: rotational balance of the homogenized P); the
     micro displacement of a selected RVE is (F̄ − I)X + periodic fluctuation; a run stopped after
-    step 2 and restarted on one rank (COMM_SELF) ends with the uninterrupted run's history."""
+    step 2 and restarted on one rank (COMM_SELF), or on all ranks as one RVE group, ends with the
+    uninterrupted run's history."""
     import shutil
 
     import h5py
@@ -250,6 +251,12 @@ def test_finite_output_and_restart_across_rank_counts(comm, shared_tmp):
     assert len(g["reaction"]) == 3
     for key in ("reaction", "external_work", "stored_energy"):
         assert np.allclose(g[key], ref[key], rtol=1e-9), key
+    # and on all ranks as one RVE group (voxels split over the group)
+    comm.Barrier()
+    o = dict(over, pool={**over["pool"], "group_size": comm.size})
+    got = run_fe2(_cfg(cut, **o), comm, restart=True, quiet=True)
+    for key in ("reaction", "external_work", "stored_energy"):
+        assert np.allclose(_history(got)[key], ref[key], rtol=1e-9), key
 
 
 J2LOG = {"model": "j2_log", "E": 70e3, "nu": 0.33, "sigma_y": 100.0, "H": 500.0}

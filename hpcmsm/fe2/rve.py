@@ -14,6 +14,11 @@ Homogenized quantities (the cell has unit volume):
   C_hom = ⟨C_T⟩ − Fᵀ K_T⁻¹ F with F = ∫ Bᵀ C_T dV (m right-hand sides, one factorization),
 * Hill–Mandel residual |⟨σ:ε⟩ − Σ:E| / (|Σ||E|) of every solve.
 
+The Newton iteration itself (convergence test, warm start with fall-back, step halving, final
+correction) is :func:`hpcmsm.homogenization.newton.cell_newton`, shared with the distributed
+:class:`hpcmsm.homogenization.RVEProblem`; this class is its gathered-direct-solve backend
+(``evaluate``/``correction``/``add``/``condense``/``refresh``).
+
 Cost of a solve: k Newton iterations = k + 1 numeric Cholesky factorizations (the symbolic one
 is done once per group: every RVE and iteration has the same pattern).  The pool passes the QP's
 trial state of the previous macro iteration as the Newton start (``solve(..., guess=)``), and
@@ -57,6 +62,7 @@ import scipy.sparse as sp
 from ..errors import InputError
 from ..parallel import block_range
 from ..homogenization import element as voxel
+from ..homogenization.newton import cell_newton, hill_mandel
 from .micro import dissipation, energy, pack_state, state_fields, unpack_state
 
 
@@ -115,6 +121,9 @@ class VoxelRVE:
             raise InputError("RVE: TUBC is implemented for small strain only; use periodic or kubc "
                              "boundary conditions with finite-strain (kind = \"finite\") phases")
         self.comm = comm if comm is not None else _SerialComm()
+        # PETSc initializes collectively on COMM_WORLD: import it here, where every rank
+        # constructs its micro model, not first in _factor, which only group root ranks reach
+        from petsc4py import PETSc  # noqa: F401
         self.dim, self.n, self.bc = d, phases.shape[0], bc
         # strain measure: Mandel small strain (m = 3 / 6) or the deformation gradient F
         # flattened row-major (m = d², index i*d + J)
@@ -478,7 +487,8 @@ class VoxelRVE:
         parts = [np.asarray(E, float), w]
         for k, st in enumerate(mat_states):
             a, b = self.my_phase_slice[k]
-            mine = pack_state(st, self.fields[k], b - a)
+            # a group rank may own no point of a phase (pack_state cannot reshape 0 points)
+            mine = pack_state(st, self.fields[k], b - a) if b > a else np.zeros(0)
             if self.comm.size > 1:
                 mine = np.concatenate(self.comm.allgather(mine))
             parts.append(mine)
@@ -539,7 +549,7 @@ class VoxelRVE:
         return self.C_elastic.copy()
 
     # ------------------------------------------------------------------------------------------
-    def _averages(self, E, eps, sig, mats_old, mats_new, eps_old):
+    def _averages(self, E, eps, sig, mats_old, mats_new):
         """Σ, Hill–Mandel residual, energies (cell averages)."""
         wq = np.tile(self.wq, self.e1 - self.e0)
         psi = np.zeros(len(wq))
@@ -569,7 +579,7 @@ class VoxelRVE:
         tot = self._sum(loc_sums)
         S = tot[:self.m]
         sde, psi_, dis_, peeq_, pl_ = tot[self.m:]
-        hm = abs(sde - S @ E) / max(np.linalg.norm(S) * np.linalg.norm(E), 1e-300)
+        hm = hill_mandel(sde, S, E)
         return S, dict(hill_mandel=float(hm), psi=float(psi_), dissipation=float(dis_),
                        peeq=float(peeq_), plastic=float(pl_))
 
@@ -601,7 +611,7 @@ class VoxelRVE:
         if not ok:
             return None
         sig, _, new = self._material_update(eps, mats)
-        S, info = self._averages(E, eps, sig, mats, new, eps_old)
+        S, info = self._averages(E, eps, sig, mats, new)
         w = w_n + self.chi @ dE
         info.update(converged=True, iterations=0, reused=True)
         return S, self.C_elastic.copy(), self._join_state(E, w, new), info
@@ -622,78 +632,57 @@ class VoxelRVE:
         failed (the caller cuts the macro step back).
         """
         E = np.asarray(E, dtype=float)
-        k = self.m + self.ndof
-        if guess is not None and not np.array_equal(guess[:k], state[:k]):
-            # a warm start converges in a few iterations or not at all: cap it, then fall back
-            res = self._newton(E, state, guess, max_iterations=min(self.max_iterations, 10))
-            if res[3]["converged"]:
-                return res
-        return self._newton(E, state, state)
-
-    def _newton(self, E, state, start, max_iterations=None):
-        max_iterations = self.max_iterations if max_iterations is None else max_iterations
+        m, k = self.m, self.m + self.ndof
         E_n, w_n, mats = self._split_state(state)
-        eps_old = self._strains(E_n, w_n)
-        if start is state:
-            w_prev = w_n
-            w = w_n + self.chi @ (E - E_n)                                    # elastic predictor
-        else:
-            m = self.m
-            w_prev = start[m:m + self.ndof]
-            w = w_prev + self.chi @ (E - start[:m])                           # warm start
-        step = (w - w_prev)[self.free]
-        ne_loc = self.e1 - self.e0
-        converged = False
-        it = cuts = 0
-        rnorms = []
-        while True:
-            eps = self._strains(E, w)
-            sig, Ct, new = self._material_update(eps, mats)
-            fe = sig.reshape(ne_loc, -1) @ self._Bforce
-            # one reduction per iteration over the group: residual, its magnitude, tangent
-            nd = self.ndof
-            buf = self._sum(np.concatenate([self._local_vec(fe), self._local_vec(np.abs(fe)),
-                                            self._local_K(Ct.reshape(ne_loc, -1) @ self._Bstiff)]))
-            r, fabs, K = buf[:nd], buf[nd:2 * nd], self._csr(buf[2 * nd:])
-            rf = r[self.free]
-            if self.GT is not None:   # TUBC: the residual modulo the uniform traction Gᵀλ
-                rf = rf - self.GT @ np.linalg.lstsq(self.GT, rf, rcond=None)[0]
-            rn = np.linalg.norm(rf)
-            ref = np.linalg.norm(fabs[self.free])
-            rnorms.append(rn)
-            if rn <= self.rtol * ref or rn < 1e-300:
-                converged = True
-                break
-            if not np.isfinite(rn) and self.kinematics == "finite" and cuts < 10:
-                # the last step (or the linearized predictor) inverted a micro point (det F ≤ 0,
-                # NaN residual on every rank): halve it; still inverted after 10 cuts → unconverged
-                step = 0.5 * step
-                w = w_prev.copy()
-                w[self.free] += step
-                cuts += 1
-                continue
-            if it >= max_iterations or not np.isfinite(rn):
-                break
-            dw, lu = self._solve_root(K, -r[self.free])
-            w_prev, step = w, dw
-            w = w.copy()
-            w[self.free] += dw
-            it += 1
-        if converged:
-            # the condensation factorizes the converged tangent anyway: one more Newton correction
-            # with it (a back-substitution and a material update) takes the residual from just
-            # below the tolerance to round-off, so the macro Newton sees exact stresses whether
-            # this solve needed 5 iterations from a cold start or 0 from a warm one
-            C, _, _, dw = self._condense(Ct, K=K, extra=-r[self.free])
-            w = w.copy()
-            w[self.free] += dw
-            eps = self._strains(E, w)
-            sig, _, new = self._material_update(eps, mats)
-        else:
-            C = self.C_elastic.copy()
-        S, info = self._averages(E, eps, sig, mats, new, eps_old)
-        info.update(converged=converged, iterations=it, reused=False, residuals=rnorms)
-        return S, C, self._join_state(E, w, new), info
+        self._mats = mats                                  # the committed history of this solve
+        starts = [(w_n, (self.chi @ (E - E_n))[self.free])]                  # elastic predictor
+        if guess is not None and not np.array_equal(guess[:k], state[:k]):
+            # warm start from the guess's fluctuation (capped, falls back to the predictor)
+            starts.insert(0, (guess[m:k], (self.chi @ (E - guess[:m]))[self.free]))
+        res = cell_newton(self, E, starts, rtol=self.rtol, max_iterations=self.max_iterations,
+                          max_cuts=10 if self.kinematics == "finite" else 0)
+        ev = res.ev
+        C = res.C if res.converged else self.C_elastic.copy()
+        S, info = self._averages(E, ev.eps, ev.sig, mats, ev.new)
+        info.update(converged=res.converged, iterations=res.iterations, reused=False, residuals=res.residuals)
+        return S, C, self._join_state(E, res.w, ev.new), info
+
+    # --- the backend of hpcmsm.homogenization.newton.cell_newton: gathered direct solves -------
+    def evaluate(self, E, w) -> "_Eval":
+        """Material update at w (committed history ``self._mats``), residual, its magnitude and
+        the tangent, with one reduction over the group."""
+        eps = self._strains(E, w)
+        sig, Ct, new = self._material_update(eps, self._mats)
+        ne_loc, nd = self.e1 - self.e0, self.ndof
+        fe = sig.reshape(ne_loc, -1) @ self._Bforce
+        buf = self._sum(np.concatenate([self._local_vec(fe), self._local_vec(np.abs(fe)),
+                                        self._local_K(Ct.reshape(ne_loc, -1) @ self._Bstiff)]))
+        r, fabs, K = buf[:nd], buf[nd:2 * nd], self._csr(buf[2 * nd:])
+        rf = r[self.free]
+        if self.GT is not None:   # TUBC: the residual modulo the uniform traction Gᵀλ
+            rf = rf - self.GT @ np.linalg.lstsq(self.GT, rf, rcond=None)[0]
+        return _Eval(eps, sig, Ct, new, r, K, float(np.linalg.norm(rf)), float(np.linalg.norm(fabs[self.free])))
+
+    def correction(self, ev) -> np.ndarray:
+        return self._solve_root(ev.K, -ev.r[self.free])[0]
+
+    def add(self, w, dw, alpha=1.0) -> np.ndarray:
+        w = w.copy()
+        w[self.free] += dw if alpha == 1.0 else alpha * dw
+        return w
+
+    def condense(self, ev, extra: bool):
+        # the condensation factorizes the converged tangent anyway: the final Newton correction
+        # with it is one more back-substitution
+        if extra:
+            C, _, _, dw = self._condense(ev.Ct, K=ev.K, extra=-ev.r[self.free])
+            return C, dw
+        return self._condense(ev.Ct, K=ev.K)[0], None
+
+    def refresh(self, E, w) -> "_Eval":
+        eps = self._strains(E, w)
+        sig, Ct, new = self._material_update(eps, self._mats)
+        return _Eval(eps, sig, Ct, new, None, None, 0.0, 0.0)
 
     # ------------------------------------------------------------------------------------------
     def micro_fields(self, state) -> dict | None:
@@ -722,6 +711,16 @@ class VoxelRVE:
             out.update(F=out["strain"].reshape(-1, d, d), P=out["stress"].reshape(-1, d, d),
                        F_bar=np.asarray(E).reshape(d, d))
         return out
+
+
+class _Eval:
+    """One evaluation of the cell at a fluctuation w (this rank's QPs; r, K group-summed)."""
+
+    __slots__ = ("eps", "sig", "Ct", "new", "r", "K", "rnorm", "ref")
+
+    def __init__(self, eps, sig, Ct, new, r, K, rnorm, ref):
+        self.eps, self.sig, self.Ct, self.new, self.r, self.K, self.rnorm, self.ref = \
+            eps, sig, Ct, new, r, K, rnorm, ref
 
 
 def _min_op():

@@ -20,17 +20,22 @@ linear phases the matrix is assembled once and the preconditioner set up once fo
 :meth:`RVEProblem.solve` runs Newton with any phase material that has the shared interface
 ``stress, tangent, new_state = material.update(strain, state)`` and returns the homogenized stress
 and the consistent homogenized tangent by static condensation (m extra solves with the micro
-tangent).
+tangent).  The Newton loop is :func:`hpcmsm.homogenization.newton.cell_newton`, the same one the
+FE² voxel RVE (:class:`hpcmsm.fe2.rve.VoxelRVE`, gathered direct solves on a group) runs; this
+class is its distributed backend (DMDA rows, PETSc KSP), converging relative to the first
+residual and without the final correction (which would cost an extra Krylov solve here).
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 import numpy as np
 
 from ..errors import ConvergenceError, InputError
 from . import element as el
+from .newton import cell_newton, hill_mandel
 from .phases import LinearConductor, constant_tangent
 
 BCS = ("periodic", "kubc", "tubc")
@@ -423,55 +428,65 @@ class RVEProblem:
                 return C @ E, C, state, info
             raise InputError("TUBC is traction driven: use bc='periodic' or 'kubc' for strain-driven "
                              "nonlinear cell problems")
-        from petsc4py import PETSc
-
         info = SolveInfo()
         E = np.asarray(macro_strain, dtype=float).reshape(self.m)
-        self.x.zeroEntries()
-        uloc = None
-        r0 = None
-        for it in range(self.newton_max_it + 1):
-            strain = self._macro_strain_field(E) + self._element_strain(uloc)
-            stress, D, new_state = self._evaluate(strain, state)
-            f = self._internal_force(stress)
-            f[self.cons_own] = 0.0
-            rnorm = np.sqrt(self.comm.allreduce(float(np.sum(f * f))))
-            info.residual_norms.append(rnorm)
-            if r0 is None:
-                r0 = rnorm
-            if rnorm <= self.newton_rtol * r0 or rnorm == 0.0:
-                break
-            if it == self.newton_max_it:
-                info.converged = False
-                raise ConvergenceError(f"{self.prefix}: Newton did not converge in {it} iterations "
-                                       f"(|r| = {rnorm:.3e}, |r0| = {r0:.3e})")
-            t0 = time.perf_counter()
-            if not (self._linear and self._assembled):
-                self._assemble(None if self._linear else D)
-                info.time_assembly += time.perf_counter() - t0
-                self._setup_pc(info)
-            self._set_rhs(f)
-            self._solve_linear(info)
-            self._accumulate_x(it)
-            uloc = self._nodal_local(self._w)
-            info.newton_iterations = it + 1
-        sigma = self._average(stress)
-        eps = self._average(strain)
-        work = self._average(np.einsum("eqm,eqm->eq", stress, strain))
-        info.hill_mandel.append(abs(work - sigma @ eps) / max(abs(sigma @ eps), 1e-300))
-        C_hom = None
-        if tangent:
-            C_hom = self._condense(D, info)
+        self._info, self._state = info, state
+        res = cell_newton(self, E, [(None, None)], rtol=self.newton_rtol,
+                          max_iterations=self.newton_max_it, reference="initial",
+                          final_correction=False, tangent=tangent)
+        info.residual_norms = list(res.residuals)
+        info.newton_iterations = res.iterations
+        if not res.converged:
+            info.converged = False
+            raise ConvergenceError(f"{self.prefix}: Newton did not converge in {res.iterations} iterations "
+                                   f"(|r| = {res.residuals[-1]:.3e}, |r0| = {res.residuals[0]:.3e})")
+        ev = res.ev
+        sigma = self._average(ev.stress)
+        eps = self._average(ev.strain)
+        work = self._average(np.einsum("eqm,eqm->eq", ev.stress, ev.strain))
+        info.hill_mandel.append(hill_mandel(work, sigma, eps))
         self.last_info = info
-        return sigma, C_hom, new_state, info
+        return sigma, res.C, ev.new_state, info
 
-    def _accumulate_x(self, it: int) -> None:
-        if it == 0 or not hasattr(self, "_w"):
-            if not hasattr(self, "_w"):
-                self._w = self.x.duplicate()
-            self.x.copy(self._w)
-        else:
-            self._w.axpy(1.0, self.x)
+    # --- the backend of hpcmsm.homogenization.newton.cell_newton: distributed PETSc KSP --------
+    # (w: this rank's owned nodal fluctuation values, flat (nown*ndof,), None for zero; history:
+    # self._state)
+    def evaluate(self, E, w):
+        """Material update at w, owned-row residual and its global norm (the tangent is assembled
+        in :meth:`correction`, only when a correction is needed)."""
+        uloc = None
+        if w is not None:                              # None: the zero start (no ghost exchange)
+            self.x.getArray()[:] = w
+            uloc = self._nodal_local(self.x)
+        strain = self._macro_strain_field(E) + self._element_strain(uloc)
+        stress, D, new_state = self._evaluate(strain, self._state)
+        f = self._internal_force(stress)
+        f[self.cons_own] = 0.0
+        rnorm = float(np.sqrt(self.comm.allreduce(float(np.sum(f * f)))))
+        return SimpleNamespace(strain=strain, stress=stress, D=D, new_state=new_state, f=f,
+                               rnorm=rnorm, ref=None)
+
+    def correction(self, ev) -> np.ndarray:
+        info = self._info
+        t0 = time.perf_counter()
+        if not (self._linear and self._assembled):
+            self._assemble(None if self._linear else ev.D)
+            info.time_assembly += time.perf_counter() - t0
+            self._setup_pc(info)
+        self._set_rhs(ev.f)
+        self._solve_linear(info)
+        return self.x.getArray(readonly=True).copy()
+
+    def add(self, w, dw, alpha=1.0) -> np.ndarray:
+        return alpha * dw if w is None else w + alpha * dw
+
+    def condense(self, ev, extra: bool):
+        if extra:
+            raise NotImplementedError("RVEProblem: no final correction (it would be an extra Krylov solve)")
+        return self._condense(ev.D, self._info), None
+
+    def refresh(self, E, w):
+        return self.evaluate(E, w)
 
     def _condense(self, D: np.ndarray, info: SolveInfo) -> np.ndarray:
         """Consistent homogenized tangent: for unit strains e_k solve K χ_k = -f(D e_k)."""
@@ -571,7 +586,7 @@ class RVEProblem:
         return tuple(int(s) for s in start), tuple(int(x) for x in n), eidx[sl].ravel()
 
     def destroy(self) -> None:
-        for o in ("A", "x", "b", "xloc", "ksp", "da", "_nns", "_w"):
+        for o in ("A", "x", "b", "xloc", "ksp", "da", "_nns"):
             obj = getattr(self, o, None)
             if obj is not None:
                 obj.destroy()

@@ -305,10 +305,14 @@ def test_history_dependent_finite_law():
 
 @pytest.mark.mpi
 def test_group_communicator_equals_serial(comm):
-    """The same cell on the group communicator (1/2/3 ranks) gives the serial answer."""
-    for mats in (_nh(2), [DamageNeoHookean(2, 1.0, 0.3), NeoHookean(2, 12.0, 0.2)]):
-        ser = VoxelRVE(_particle(8), mats)
-        par = VoxelRVE(_particle(8), mats, comm=comm)
+    """The same cell on the group communicator (1/2/3 ranks) gives the serial answer; also when
+    a group rank owns no point of a phase with history (stiff top band: the last rank's voxels)."""
+    band = np.zeros((8, 8), int)
+    band[:, 6:] = 1
+    for lab, mats in ((_particle(8), _nh(2)), (_particle(8), [DamageNeoHookean(2, 1.0, 0.3), NeoHookean(2, 12.0, 0.2)]),
+                      (band, [NeoHookean(2, 1.0, 0.3), DamageNeoHookean(2, 12.0, 0.2)])):
+        ser = VoxelRVE(lab, mats)
+        par = VoxelRVE(lab, mats, comm=comm)
         F = _Fbar(2).ravel()
         Ps, As, ss, i_s = ser.solve(F, ser.initial_state())
         Pp, Ap, sp, ip = par.solve(F, par.initial_state())

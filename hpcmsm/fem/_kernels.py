@@ -360,10 +360,10 @@ def _iso_ke_generic(X, dN, qw, g, w, lam, mu, M, Ke):
 
 
 @njit(cache=True, nogil=True, fastmath=_FM, error_model="numpy")
-def _tangent_ke(dN, g, w, D, n, mK, mT, mC, B, DB, Ke):
+def _tangent_ke(dN, g, w, D, n, sym, mK, mT, mC, B, DB, Ke):
     """Σ_q Bᵀ D_q B w (Mandel tangent D[n] (nq, m, m)) given the geometry g (q, a, i), w (q,).
     B's columns are sparse (mandel_tables): B[k, a·d+i] = Σ_t [k=mK[i,t]] mC[i,t] ∂N_a/∂x_mT[i,t];
-    DB = w D B over B's non-zeros, Bᵀ(DB) likewise, upper triangle only (Ke is symmetric)."""
+    DB = w D B over B's non-zeros, Bᵀ(DB) likewise; upper triangle only if D[n] is symmetric."""
     nq, nen, d = dN.shape
     nd = nen * d
     m = D.shape[2]
@@ -393,11 +393,115 @@ def _tangent_ke(dN, g, w, D, n, mK, mT, mC, B, DB, Ke):
                     if f == 0.0:
                         continue
                     DBk = DB[mK[i, t]]
-                    for s in range(r, nd):
+                    for s in range(r if sym else 0, nd):
                         Kr[s] += f * DBk[s]
-    for r in range(nd):
-        for s in range(r + 1, nd):
-            Ke[s, r] = Ke[r, s]
+    if sym:
+        for r in range(nd):
+            for s in range(r + 1, nd):
+                Ke[s, r] = Ke[r, s]
+
+
+@njit(cache=True, nogil=True, fastmath=_FM, error_model="numpy")
+def _tangent_ke_hex8(X, dN, qw, D, n, sym, mK, mT, mC, gT, w, cD, DB, Ke):
+    """Q1 hexahedron, 8 points, per-point Mandel tangent D[n] (8, 6, 6): Ke = Σ_q Bᵀ D B w|J|
+    vectorised over the 8 nodes b: DB[q, k, j, b] = w Σ_l cD[k, j, l] ∂_l N_b (cD: D times B's
+    sparse pattern, 3 terms), then K_ij[a, b] = Σ_q Σ_t mC[i,t] ∂_mT[i,t] N_a DB[q, mK[i,t], j, b]
+    with the eight b-sums in registers (4x faster than the generic kernel); if D[n] is symmetric
+    only i <= j (K_ji = K_ijᵀ).  Needs d = 3 (three Mandel rows per component)."""
+    for q in range(8):
+        j00 = j01 = j02 = j10 = j11 = j12 = j20 = j21 = j22 = 0.0
+        for a in range(8):
+            x0, x1, x2 = X[a, 0], X[a, 1], X[a, 2]
+            d0, d1, d2 = dN[q, a, 0], dN[q, a, 1], dN[q, a, 2]
+            j00 += x0 * d0
+            j01 += x0 * d1
+            j02 += x0 * d2
+            j10 += x1 * d0
+            j11 += x1 * d1
+            j12 += x1 * d2
+            j20 += x2 * d0
+            j21 += x2 * d1
+            j22 += x2 * d2
+        c00 = j11 * j22 - j12 * j21
+        c01 = j12 * j20 - j10 * j22
+        c02 = j10 * j21 - j11 * j20
+        det = j00 * c00 + j01 * c01 + j02 * c02
+        r = 1.0 / det
+        i00, i10, i20 = c00 * r, c01 * r, c02 * r
+        i01 = (j02 * j21 - j01 * j22) * r
+        i11 = (j00 * j22 - j02 * j20) * r
+        i21 = (j01 * j20 - j00 * j21) * r
+        i02 = (j01 * j12 - j02 * j11) * r
+        i12 = (j02 * j10 - j00 * j12) * r
+        i22 = (j00 * j11 - j01 * j10) * r
+        wq = det * qw[q]
+        w[q] = wq
+        for a in range(8):
+            d0, d1, d2 = dN[q, a, 0], dN[q, a, 1], dN[q, a, 2]
+            gT[q, 0, a] = d0 * i00 + d1 * i10 + d2 * i20
+            gT[q, 1, a] = d0 * i01 + d1 * i11 + d2 * i21
+            gT[q, 2, a] = d0 * i02 + d1 * i12 + d2 * i22
+        # cD[k, j, l] = w Σ_t [mT[j,t] = l] D[k, mK[j,t]] mC[j,t]
+        for k in range(6):
+            for j in range(3):
+                cD[k, j, 0] = 0.0
+                cD[k, j, 1] = 0.0
+                cD[k, j, 2] = 0.0
+                for t in range(3):
+                    cD[k, j, mT[j, t]] += wq * D[n, q, k, mK[j, t]] * mC[j, t]
+                c0, c1, c2 = cD[k, j, 0], cD[k, j, 1], cD[k, j, 2]
+                for b in range(8):
+                    DB[q, k, j, b] = c0 * gT[q, 0, b] + c1 * gT[q, 1, b] + c2 * gT[q, 2, b]
+    for i in range(3):
+        k0, k1, k2 = mK[i, 0], mK[i, 1], mK[i, 2]
+        t0, t1, t2 = mT[i, 0], mT[i, 1], mT[i, 2]
+        e0, e1, e2 = mC[i, 0], mC[i, 1], mC[i, 2]
+        for j in range(i if sym else 0, 3):
+            for a in range(8):
+                m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = 0.0
+                for q in range(8):
+                    f0 = e0 * gT[q, t0, a]
+                    f1 = e1 * gT[q, t1, a]
+                    f2 = e2 * gT[q, t2, a]
+                    m0 += f0 * DB[q, k0, j, 0] + f1 * DB[q, k1, j, 0] + f2 * DB[q, k2, j, 0]
+                    m1 += f0 * DB[q, k0, j, 1] + f1 * DB[q, k1, j, 1] + f2 * DB[q, k2, j, 1]
+                    m2 += f0 * DB[q, k0, j, 2] + f1 * DB[q, k1, j, 2] + f2 * DB[q, k2, j, 2]
+                    m3 += f0 * DB[q, k0, j, 3] + f1 * DB[q, k1, j, 3] + f2 * DB[q, k2, j, 3]
+                    m4 += f0 * DB[q, k0, j, 4] + f1 * DB[q, k1, j, 4] + f2 * DB[q, k2, j, 4]
+                    m5 += f0 * DB[q, k0, j, 5] + f1 * DB[q, k1, j, 5] + f2 * DB[q, k2, j, 5]
+                    m6 += f0 * DB[q, k0, j, 6] + f1 * DB[q, k1, j, 6] + f2 * DB[q, k2, j, 6]
+                    m7 += f0 * DB[q, k0, j, 7] + f1 * DB[q, k1, j, 7] + f2 * DB[q, k2, j, 7]
+                r = 3 * a + i
+                Ke[r, j] = m0
+                Ke[r, 3 + j] = m1
+                Ke[r, 6 + j] = m2
+                Ke[r, 9 + j] = m3
+                Ke[r, 12 + j] = m4
+                Ke[r, 15 + j] = m5
+                Ke[r, 18 + j] = m6
+                Ke[r, 21 + j] = m7
+                if sym and j != i:
+                    Ke[j, r] = m0
+                    Ke[3 + j, r] = m1
+                    Ke[6 + j, r] = m2
+                    Ke[9 + j, r] = m3
+                    Ke[12 + j, r] = m4
+                    Ke[15 + j, r] = m5
+                    Ke[18 + j, r] = m6
+                    Ke[21 + j, r] = m7
+
+
+@njit(cache=True, nogil=True, fastmath=_FM, error_model="numpy")
+def _symmetric(D, n):
+    """True if every point's tangent D[n, q] is exactly symmetric (then Ke is, and only its upper
+    triangle is computed)."""
+    nq, m = D.shape[1], D.shape[2]
+    for q in range(nq):
+        for k in range(m):
+            for l in range(k + 1, m):
+                if D[n, q, k, l] != D[n, q, l, k]:
+                    return False
+    return True
 
 
 @njit(cache=True, nogil=True, fastmath=_FM, error_model="numpy")
@@ -426,6 +530,10 @@ def elastic_system(vals, cb, sd, so, own, points, cells, N, dN, qw, cids, lam, m
     Ke = np.empty((nd, nd))
     Fe = np.empty(nd)
     hex8 = iso and d == 3 and nen == 8 and nq == 8
+    tan8 = (not iso) and d == 3 and nen == 8 and nq == 8
+    gT8 = np.empty((8, 3, 8))
+    cD8 = np.empty((6, 3, 3))
+    DB8 = np.empty((8, 6, 3, 8))
     for n in range(len(cids)):
         c = cids[n]
         for a in range(nen):
@@ -435,9 +543,11 @@ def elastic_system(vals, cb, sd, so, own, points, cells, N, dN, qw, cids, lam, m
             _iso_ke_hex8(X, dN, qw, gT, w, lam, mu, M6, Ke)
         elif iso:
             _iso_ke_generic(X, dN, qw, g, w, lam, mu, M, Ke)
+        elif tan8:
+            _tangent_ke_hex8(X, dN, qw, D, n, _symmetric(D, n), mK, mT, mC, gT8, w, cD8, DB8, Ke)
         else:
             _cell_geometry(X, dN, qw, g, w)
-            _tangent_ke(dN, g, w, D, n, mK, mT, mC, B, DB, Ke)
+            _tangent_ke(dN, g, w, D, n, _symmetric(D, n), mK, mT, mC, B, DB, Ke)
         for r in range(nd):
             Fe[r] = 0.0
         if nf == 1:                     # constant force: Fe[a, i] = f_i Σ_q w N_a

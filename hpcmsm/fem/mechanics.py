@@ -306,8 +306,8 @@ class ElasticityProblem(_MechanicsBase):
                         Ke_blocks.append(ElasticBlock(cells, *lame) if lame else
                                          ElasticBlock(cells, D=g.tangent[k0:k0 + len(cells)]))
         self._assemble_cells_vec(self.f_int, Fe_blocks)
-        if want_matrix:
-            self._assemble_cells_mat(self.A, Ke_blocks)
+        if want_matrix:     # Dirichlet rows/columns eliminated inside the assembly pass (diagonal 1)
+            self._assemble_cells_mat(self.A, Ke_blocks, bc_dofs=self.bdofs)
         return ""
 
     def _assemble_cells_vec(self, vec, blocks):
@@ -321,12 +321,15 @@ class ElasticityProblem(_MechanicsBase):
         vec.ghostUpdate(self.PETSc.InsertMode.ADD, self.PETSc.ScatterMode.REVERSE)
         vec.ghostUpdate(self.PETSc.InsertMode.INSERT, self.PETSc.ScatterMode.FORWARD)
 
-    def _assemble_cells_mat(self, A, blocks):
+    def _assemble_cells_mat(self, A, blocks, bc_dofs=None):
+        """Sum the blocks into A; with ``bc_dofs`` (owned local dofs) their rows and columns are
+        eliminated in the same pass (= A.zeroRowsColumns(rows, 1.0) afterwards)."""
         sp = self.space
+        kw = {} if bc_dofs is None else {"bc_dofs": bc_dofs}
         if any(isinstance(b, ElasticBlock) for b in blocks):
             # fused blocks and (cells, Ke) pairs are summed in any order: no reordering copy
             sp.assemble_matrix(A, [b if isinstance(b, ElasticBlock) else (np.asarray(b[0]), b[1])
-                                   for b in blocks])
+                                   for b in blocks], **kw)
             return
         runs = []           # blocks of consecutive cells (one material group): no reordering copy
         for cells, Ke in blocks:
@@ -336,13 +339,13 @@ class ElasticityProblem(_MechanicsBase):
                 break
             runs.append((slice(int(cells[0]), int(cells[-1]) + 1), Ke))
         else:
-            sp.assemble_matrix(A, runs)
+            sp.assemble_matrix(A, runs, **kw)
             return
         # reorder into cell order (groups can interleave)
         K = np.zeros((sp.ncells, sp.ndofe, sp.ndofe))
         for cells, Ke in blocks:
             K[cells] = Ke
-        sp.assemble_matrix(A, [(sl, K[sl]) for sl in sp.chunks()])
+        sp.assemble_matrix(A, [(sl, K[sl]) for sl in sp.chunks()], **kw)
 
     # ------------------------------------------------------------ one load step
     def _newton(self, lam: float) -> tuple[bool, int, str]:
@@ -379,8 +382,7 @@ class ElasticityProblem(_MechanicsBase):
             if it == self.max_it:
                 break
             if not (self._linear and self._A_ready):
-                self.A.zeroRowsColumns(self.rows, 1.0)
-                self.ksp.setOperators(self.A)
+                self.ksp.setOperators(self.A)     # Dirichlet rows/columns already eliminated
                 self._A_ready = True
             self.res.scale(-1.0)
             self.du.set(0.0)
@@ -473,8 +475,9 @@ class HyperelasticProblem(_MechanicsBase):
         defaults.update({"snes_type": "newtonls", "snes_linesearch_type": "bt", "ksp_rtol": "1e-10"})
         if history:
             # the consistent tangent of finite-strain plasticity is symmetric but can be indefinite
-            # on large trial iterates (CG breaks down there; GMRES does not)
-            defaults["ksp_type"] = "gmres"
+            # on large trial iterates (CG breaks down there; GMRES does not).  Plastic flow is nearly
+            # incompressible, so GAMG needs ~10² iterations: a long restart avoids GMRES(30) stagnation
+            defaults.update({"ksp_type": "gmres", "ksp_gmres_restart": "100"})
         defaults.update(self.petsc_options or {})
         from ..parallel import petsc_options
 

@@ -163,3 +163,59 @@ def test_generic_blocks_with_bcs(comm, monkeypatch, flag):
     assert _rel(A1, A0) <= 1e-12 and _vrel(b1, b0) <= 1e-12
     for o in (A0, A1, b0, b1, x):
         o.destroy()
+
+
+@pytest.mark.parametrize("flag", FLAGS)
+@pytest.mark.parametrize("aniso", [False, True])
+def test_problem_tangent_has_bcs_eliminated(comm, monkeypatch, flag, aniso):
+    """ElasticityProblem eliminates its Dirichlet rows/columns inside the assembly pass: its matrix
+    equals the unconstrained assembly of the same tangent followed by zeroRowsColumns(rows, 1)."""
+    from hpcmsm.fem import ElasticityProblem
+    from hpcmsm.materials import LinearElastic
+    from hpcmsm.materials.base import isotropic_stiffness
+
+    monkeypatch.setenv("HPCMSM_NUMBA", flag)
+    mesh = create_box(comm, (3, 4, 2), cell="hexahedron")
+    _distort(mesh)
+    C = isotropic_stiffness(3, E=2.0, nu=0.3)
+    if aniso:                                   # not isotropic: the per-point tangent kernel
+        C = C + 0.2 * np.outer(np.arange(1, 7), np.arange(1, 7)) / 36
+    prob = ElasticityProblem(mesh, LinearElastic(C), dirichlet=[Dirichlet("xmin", 0.0),
+                                                                Dirichlet("ymax", 0.1, components=[1])])
+    prob.evaluate(prob.space.local_array(prob.u), want_matrix=True)
+    sp = prob.space
+    A = sp.create_matrix()
+    sp.assemble_matrix(A, [ElasticBlock(np.arange(sp.ncells), D=np.broadcast_to(C, (sp.ncells, sp.nq, 6, 6)))])
+    A.zeroRowsColumns(prob.rows, 1.0)
+    assert comm.allreduce(len(prob.rows)) > 0
+    assert _rel(prob.A, A) <= 1e-12
+    A.destroy()
+    prob.destroy()
+
+
+@pytest.mark.skipif(not _kernels.HAVE_NUMBA, reason="numba not installed")
+@pytest.mark.parametrize("cell,n", [("hexahedron", (3, 2, 3)), ("tetrahedron", (2, 2, 2)), ("triangle", (4, 3))])
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_tangent_kernel_any_symmetry(comm, monkeypatch, cell, n, symmetric):
+    """Per-point tangent kernels (Q1-hex and generic) equal forms.stiffness_small (numpy) for
+    symmetric tangents (upper-triangle shortcut) and non-symmetric ones (full element matrix)."""
+    mesh = create_box(comm, n, cell=cell)
+    _distort(mesh)
+    d = mesh.dim
+    sp = FunctionSpace(mesh, d, chunk=6)
+    m = 3 if d == 2 else 6
+    cid = mesh.cell_ids.astype(float)
+    R = np.sin(cid[:, None, None, None] * 0.9 + np.arange(sp.nq)[None, :, None, None] * 0.7
+               + np.arange(m)[None, None, :, None] * 1.1 + np.arange(m)[None, None, None, :] ** 1.3 * 0.3)
+    D = 2 * np.eye(m) + 0.3 * (R + np.swapaxes(R, -1, -2) if symmetric else R)
+    mats = []
+    for flag in ("0", "1"):
+        monkeypatch.setenv("HPCMSM_NUMBA", flag)
+        A = sp.create_matrix()
+        sp.assemble_matrix(A, [ElasticBlock(np.arange(sp.ncells), D=D)])
+        mats.append(A)
+    assert mats[0].norm() > 0
+    assert _rel(mats[1], mats[0]) <= 1e-12
+    assert bool(mats[1].isSymmetric(1e-12 * mats[1].norm())) is symmetric
+    for A in mats:
+        A.destroy()

@@ -32,7 +32,7 @@ def _max_alpha(prob):
 def test_uniaxial_bar_equals_point_law(comm):
     """P11 = τ11/λ with τ11(ln λ) the 1D J2 law (exact for isochoric flow), at an elastic and at
     the final plastic stage; α uniform = ln λ − τ11/E; dissipation σ_y α; stored + dissipated =
-    trapezoidal work."""
+    trapezoidal work; then exact elastic unloading with the plastic state frozen."""
     from hpcmsm.materials.j2 import uniaxial_closed_form
 
     s_end = 1.5
@@ -60,6 +60,15 @@ def test_uniaxial_bar_equals_point_law(comm):
     d_ref = SY * alpha.mean() - 0.5 * (SY - E * np.log(s)) * a1
     assert abs(en["dissipation"] - d_ref) < 1e-8 * d_ref
     assert abs(en["external_work"] - en["stored"] - en["dissipation"]) < 2e-3 * en["external_work"]
+    # elastic unloading to ln λ = Eᵖ₁₁ + 0.1 σ_y/E: τ11 = E(ln λ − Eᵖ₁₁) exactly, α and the
+    # dissipation unchanged (Eᵖ₁₁ = α in uniaxial tension)
+    ep = alpha.mean()
+    s_u = np.exp(ep + 0.1 * SY / E)
+    prob.solve(3, lam_end=(s_u - 1) / (s_end - 1))
+    P11 = -prob.reaction("xmin")[0]
+    assert abs(P11 - 0.1 * SY / s_u) < 1e-8 * SY
+    alpha_u = np.concatenate([p.ravel() for _, p in prob.plastic_strain_eq()])
+    assert np.array_equal(alpha_u, alpha) and prob.dissipation == en["dissipation"]
     prob.destroy()
 
 

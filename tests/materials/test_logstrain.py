@@ -164,6 +164,38 @@ def test_objectivity_and_purity():
         assert np.array_equal(st[k], copy[k])
 
 
+@pytest.mark.parametrize("dim", [2, 3])
+def test_stress_is_energy_derivative(dim):
+    """P = ∂ψ/∂F (central differences of the stored energy, state fixed) for non-coaxial cases:
+    an anisotropic elastic law wrapped by LogStrain, and J2 (elastic range) with a given
+    non-coaxial deviatoric plastic strain Eᵖ."""
+    from hpcmsm.materials.base import LinearElastic
+
+    rng = np.random.default_rng(9)
+    n = 5
+    Bm = rng.normal(size=(6, 6))
+    aniso = LogStrain(LinearElastic(Bm @ Bm.T + 6 * np.eye(6)), dim)
+    j2 = LogStrainJ2(dim, E, NU, 1e3 * SY, HI, HK)
+    st = j2.initial_state(n)
+    ep = 0.1 * rng.normal(size=(n, 6))
+    ep[:, :3] -= ep[:, :3].mean(axis=1, keepdims=True)                   # plastic flow is isochoric
+    st["eps_p"], st["alpha"] = ep, np.sqrt(2 / 3) * np.linalg.norm(ep, axis=1)
+    F = np.eye(dim) + 0.3 * rng.normal(size=(n, dim, dim))
+    for mat, state in ((aniso, aniso.initial_state(n)), (j2, st)):
+        if mat is j2:
+            assert np.all(mat.elastic_ok(F, state))
+        P = mat.update(F, state)[0]
+        h = 1e-6
+        Pfd = np.zeros_like(P)
+        for i in range(dim):
+            for J in range(dim):
+                Fp, Fm = F.copy(), F.copy()
+                Fp[:, i, J] += h
+                Fm[:, i, J] -= h
+                Pfd[:, i, J] = (mat.energy(Fp, state) - mat.energy(Fm, state)) / (2 * h)
+        assert np.abs(P - Pfd).max() < 1e-7 * np.abs(P).max(), np.abs(P - Pfd).max()
+
+
 def _fd_error(mat, F, st, h=1e-6):
     """Per-point max relative error of A against central differences of P."""
     d = F.shape[-1]
@@ -194,7 +226,7 @@ def _cases(dim, rng):
 def test_tangent_central_differences(dim):
     """A = ∂P/∂F to 1e-6 relative at F = I, λI, plane strain/equibiaxial, simple shear, random,
     (near-)repeated principal stretches; virgin (elastic for small F) and plastic states with a
-    non-coaxial history."""
+    non-coaxial history; an anisotropic elastic law through the LogStrain wrapper."""
     rng = np.random.default_rng(2)
     mat = LogStrainJ2(dim, E, NU, SY, HI, HK)
     F = _cases(dim, rng)
@@ -212,6 +244,12 @@ def test_tangent_central_differences(dim):
     big = LogStrainJ2(dim, E, NU, 100 * SY, HI, HK)
     assert np.all(big.elastic_ok(Fe, big.initial_state(n)))
     assert np.all(_fd_error(big, Fe, big.initial_state(n)) < 1e-6)
+    # an anisotropic elastic law wrapped by LogStrain: T is not coaxial with E at any F
+    from hpcmsm.materials.base import LinearElastic
+
+    Bm = rng.normal(size=(6, 6))
+    aniso = LogStrain(LinearElastic(Bm @ Bm.T + 6 * np.eye(6)), dim)
+    assert np.all(_fd_error(aniso, F, aniso.initial_state(n)) < 1e-6)
 
 
 def _cycle(mat, nsteps):

@@ -160,6 +160,9 @@ def run_fe2(cfg: FE2Input, comm, *, restart: bool = False, input_text: str = "",
             meta = data.meta
             if meta.get("nqp") != p.nqp_global or meta.get("state_size") != pool.S or meta.get("steps") != nsteps:
                 raise InputError(f"{ck.path}: checkpoint does not match this input (mesh, RVE or steps differ)")
+            if meta.get("kinematics", "small") != cfg.macro.kinematics:   # older checkpoints: small strain
+                raise InputError(f"{ck.path}: checkpoint is a {meta.get('kinematics', 'small')}-strain run, "
+                                 f"this input has kinematics = {cfg.macro.kinematics!r}")
             step0, lam = data.step, float(data.scalars["load_factor"])
             totals = {k: float(data.scalars[k]) for k in totals}
             s, e = block_range(p.nn_global, comm.size, comm.rank)
@@ -526,5 +529,6 @@ def _checkpoint(ck, p, pool, mesh, step, lam, totals, history, nsteps, argv, inp
     cost = pool.cost if comm.rank == 0 else np.zeros(0)
     ck.save(step, {"u": u, "rve_states": states, "history": hist.reshape(-1, len(HISTORY_COLS)), "rve_cost": cost},
             {"load_factor": lam, **totals},
-            {"nqp": p.nqp_global, "state_size": pool.S, "steps": nsteps, "nodes": p.nn_global},
+            {"nqp": p.nqp_global, "state_size": pool.S, "steps": nsteps, "nodes": p.nn_global,
+             "kinematics": p.kinematics},
             command_line=argv, input_text=input_text)

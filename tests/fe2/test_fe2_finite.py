@@ -312,3 +312,13 @@ def test_3d_box_uniaxial_stress_closed_form(comm, shared_tmp):
         P11 = mu * (st - 1 / st) + lam_ * np.log(st * t * t) / st
         assert np.isclose(R[k], P11, rtol=1e-9), (R[k], P11)
     assert s["audit_passed"], s["audit"]
+
+
+def test_restart_refuses_a_checkpoint_of_the_other_kinematics(tmp_path):
+    from hpcmsm.errors import InputError
+
+    run_fe2(_cfg(str(tmp_path), macro={"steps": 2}), MPI.COMM_SELF, quiet=True)
+    small = _cfg(str(tmp_path), macro={"steps": 2, "kinematics": "small"},
+                 micro={"matrix": {"model": "linear_elastic", "E": E, "nu": NU}})
+    with pytest.raises(InputError, match="checkpoint"):
+        run_fe2(small, MPI.COMM_SELF, restart=True, quiet=True)

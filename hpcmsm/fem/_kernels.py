@@ -242,13 +242,13 @@ def scatter_add(vals, cb, sd, so, own, cells, Ke, cids, bs, bcf, bcv, acc, iface
 
 
 @njit(cache=True, nogil=True, fastmath=_FM, error_model="numpy")
-def _iso_ke_hex8(X, dN, qw, gT, w, lam, mu, M, Ke):
+def _iso_ke_hex8(X, dN, qw, gT, w, lam, mu, M, Ke, fill):
     """Q1 hexahedron (8 nodes, 3D), isotropic: geometry into gT (q, i, a) and w (q,), the six
     'moment' matrices M_p[a, b] = Σ_q w g_ai g_bj (p = (i ≤ j)) with contiguous length-8 inner
     loops, the eight b-sums in scalar accumulators (registers: 4x faster than accumulating in
     the M array, which LLVM keeps in memory), then Ke[a i, b j] = λ M_ij[a,b] + μ M_ji[a,b]
     + δ_ij μ Σ_k M_kk[a,b] (M_ji[a, b] = M_ij[b, a]).  Needs nq = 8 (2x2x2 Gauss).  Literal trip
-    counts throughout so LLVM unrolls them."""
+    counts throughout so LLVM unrolls them.  fill=False stops after M."""
     nq = dN.shape[0]
     for q in range(nq):
         j00 = j01 = j02 = j10 = j11 = j12 = j20 = j21 = j22 = 0.0
@@ -306,6 +306,8 @@ def _iso_ke_hex8(X, dN, qw, gT, w, lam, mu, M, Ke):
                 M[p, a, 6] = m6
                 M[p, a, 7] = m7
             p += 1
+    if not fill:        # the caller scatters straight from M (_iso_scatter_hex8)
+        return
     # p index of (i, j), i <= j: 00 0, 01 1, 02 2, 11 3, 12 4, 22 5
     lm = lam + mu
     for a in range(8):
@@ -326,6 +328,51 @@ def _iso_ke_hex8(X, dN, qw, gT, w, lam, mu, M, Ke):
             Ke[ra + 2, rb] = lam * q02 + mu * p02
             Ke[ra + 1, rb + 2] = lam * p12 + mu * q12
             Ke[ra + 2, rb + 1] = lam * q12 + mu * p12
+
+
+@njit(cache=True, nogil=True, fastmath=_FM, error_model="numpy")
+def _iso_scatter_hex8(vals, cb, sd, cells, c, M, lam, mu):
+    """Scatter-add the isotropic Q1-hex element matrix of cell c straight from its moment
+    matrices M (see _iso_ke_hex8) into the value buffer, for a cell whose 8 nodes are all owned
+    and unconstrained: each 3x3 node-pair block is formed in registers and added where it lives,
+    without the 24x24 Ke round trip through memory."""
+    lm = lam + mu
+    for a in range(8):
+        st = sd[cells[c, a]]
+        for b in range(8):
+            m00, m11, m22 = M[0, a, b], M[3, a, b], M[5, a, b]
+            mt = mu * (m00 + m11 + m22)
+            p01, q01 = M[1, a, b], M[1, b, a]
+            p02, q02 = M[2, a, b], M[2, b, a]
+            p12, q12 = M[4, a, b], M[4, b, a]
+            p = cb[c, a, b]
+            vals[p] += lm * m00 + mt
+            vals[p + 1] += lam * p01 + mu * q01
+            vals[p + 2] += lam * p02 + mu * q02
+            p += st
+            vals[p] += lam * q01 + mu * p01
+            vals[p + 1] += lm * m11 + mt
+            vals[p + 2] += lam * p12 + mu * q12
+            p += st
+            vals[p] += lam * q02 + mu * p02
+            vals[p + 1] += lam * q12 + mu * p12
+            vals[p + 2] += lm * m22 + mt
+
+
+@njit(cache=True, nogil=True, fastmath=_FM, error_model="numpy")
+def _cell_free(own, cells, c, bs, bcf):
+    """True if all nodes of cell c are owned and none of its dofs is constrained."""
+    nen = own.shape[1]
+    for a in range(nen):
+        if not own[c, a]:
+            return False
+    if bcf.shape[0] > 0:
+        for a in range(nen):
+            d0 = cells[c, a] * bs
+            for i in range(bs):
+                if bcf[d0 + i]:
+                    return False
+    return True
 
 
 @njit(cache=True, nogil=True, fastmath=_FM, error_model="numpy")
@@ -539,8 +586,12 @@ def elastic_system(vals, cb, sd, so, own, points, cells, N, dN, qw, cids, lam, m
         for a in range(nen):
             for i in range(d):
                 X[a, i] = points[cells[c, a], i]
+        direct = False
         if hex8:
-            _iso_ke_hex8(X, dN, qw, gT, w, lam, mu, M6, Ke)
+            direct = _cell_free(own, cells, c, 3, bcf)
+            _iso_ke_hex8(X, dN, qw, gT, w, lam, mu, M6, Ke, not direct)
+            if direct:
+                _iso_scatter_hex8(vals, cb, sd, cells, c, M6, lam, mu)
         elif iso:
             _iso_ke_generic(X, dN, qw, g, w, lam, mu, M, Ke)
         elif tan8:
@@ -564,7 +615,13 @@ def elastic_system(vals, cb, sd, so, own, points, cells, N, dN, qw, cids, lam, m
                     f = w[q] * N[q, a]
                     for i in range(d):
                         Fe[a * d + i] += f * fq[k, q, i]
-        _finish_cell(vals, cb, sd, so, own, cells, c, Ke, Fe, d, bcf, bcv, acc, rhs)
+        if not direct:
+            _finish_cell(vals, cb, sd, so, own, cells, c, Ke, Fe, d, bcf, bcv, acc, rhs)
+        elif rhs:
+            for a in range(nen):
+                d0 = cells[c, a] * d
+                for i in range(d):
+                    acc[d0 + i] += Fe[a * d + i]
         if iface_idx[n] >= 0:
             Kout[iface_idx[n]] = Ke
 

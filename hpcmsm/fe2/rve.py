@@ -38,9 +38,12 @@ Finite strain (chosen when every phase has ``kind == "finite"``; mixing kinds is
 the same machinery with the deformation gradient as the strain measure.  x = F̄X + w, the "strain"
 vector is F = F̄ + ∇w flattened row-major (m = d², index i*d + J), the "stress" is the first
 Piola–Kirchhoff P, the "tangent" A = ∂P/∂F as a (d², d²) matrix; the B matrices become the
-displacement-gradient matrices, so K = Σ Gᵀ A G, P̄ = ⟨P⟩, Ā = ⟨A⟩ − Fᵀ K⁻¹ F (the micro tangent
-must be major-symmetric, as for hyperelastic and associative log-strain laws: the factorization
-is a Cholesky/LDLᵀ), Hill–Mandel |⟨P:F⟩ − P̄:F̄| / (|P̄||F̄|).  A micro point with det F ≤ 0
+displacement-gradient matrices, so K = Σ Gᵀ A G, P̄ = ⟨P⟩, Ā = ⟨A⟩ − Fᵀ K⁻¹ F, Hill–Mandel
+|⟨P:F⟩ − P̄:F̄| / (|P̄||F̄|).
+
+Non-symmetric micro tangents (small or finite strain): the symmetry of the converged tangent is
+checked once per solve; if it is not symmetric, LU replaces the Cholesky and the condensation is
+two-sided, Ā = ⟨A⟩ − (∫Bᵀ Aᵀ)ᵀ K⁻¹ ∫Bᵀ A.  A micro point with det F ≤ 0
 poisons the residual with NaN on every group rank; the Newton step (or the linearized predictor
 w = w_n + χ(F̄ − F̄_n), χ from F̄ = I) is then halved, at most 10 times, before the solve is
 reported unconverged.  PBC and KUBC only: TUBC at finite strain (⟨∇w⟩ = 0 with the full
@@ -135,6 +138,8 @@ class VoxelRVE:
         self.dense_limit = dense_limit
         self._ksp = self._A = self._b = self._x = self._B = self._X = None
         self._dense = self._pdof = None
+        self._lu = None            # AIJ + LU solver, used while the micro tangent is non-symmetric
+        self._nonsym = False
         n, m = self.n, self.m
         self.ne = n ** d
         self.phase_e = phases.ravel(order="F").astype(int)          # e = ix + n*iy + n²*iz
@@ -276,10 +281,16 @@ class VoxelRVE:
             import scipy.linalg as sla
 
             Kd = K.toarray()
+            if self._nonsym:
+                self._dense = ("lu", sla.lu_factor(Kd, check_finite=False))
+                return
             try:
                 self._dense = ("chol", sla.cho_factor(Kd, lower=False, check_finite=False))
             except np.linalg.LinAlgError:   # not positive definite (softening): LU
                 self._dense = ("lu", sla.lu_factor(Kd, check_finite=False))
+            return
+        if self._nonsym:
+            self._factor_lu(K)
             return
         if self._ksp is None:
             from ..parallel import petsc_options
@@ -315,6 +326,28 @@ class VoxelRVE:
             self._A.assemble()
             self._ksp.setOperators(self._A)
         self._ksp.setUp()
+
+    def _factor_lu(self, K: sp.csr_matrix) -> None:
+        """Sparse LU (PETSc AIJ, nested dissection) for a non-symmetric micro tangent."""
+        from petsc4py import PETSc
+
+        from ..parallel import petsc_options
+
+        if self._lu is None:
+            A = PETSc.Mat().createAIJ(K.shape, csr=(self.indptr, self.indices, K.data), comm=PETSc.COMM_SELF)
+            ksp = PETSc.KSP().create(PETSc.COMM_SELF)
+            ksp.setOptionsPrefix(self.prefix + "lu_")
+            with petsc_options(self.prefix + "lu_", {"ksp_type": "preonly", "pc_type": "lu",
+                                                     "pc_factor_mat_ordering_type": "nd"}):
+                ksp.setOperators(A)
+                ksp.setFromOptions()
+            self._lu = (ksp, A, A.createVecLeft(), A.createVecRight())
+        else:
+            ksp, A = self._lu[:2]
+            A.setValuesCSR(self.indptr, self.indices, K.data)
+            A.assemble()
+            ksp.setOperators(A)
+        self._lu[0].setUp()
 
     def _block_ordering(self):
         """Node-block Cholesky set-up (PBC, KUBC: every free node has all d DOFs free; no user
@@ -365,6 +398,14 @@ class VoxelRVE:
             kind, fac = self._dense
             return sla.cho_solve(fac, rhs, check_finite=False) if kind == "chol" else \
                 sla.lu_solve(fac, rhs, check_finite=False)
+        if self._nonsym:
+            ksp, _, b, x = self._lu
+            out = np.empty(rhs.shape)
+            for j, col in enumerate(rhs.reshape(len(rhs), -1).T):     # m ≤ 9 (+1) columns
+                b.array[:] = col
+                ksp.solve(b, x)
+                out.reshape(len(rhs), -1)[:, j] = x.array
+            return out
         p = self._pdof
         if rhs.ndim == 1:
             self._b.array[:] = rhs if p is None else rhs[p]
@@ -422,10 +463,10 @@ class VoxelRVE:
         return x, True
 
     def destroy(self) -> None:
-        for o in (self._ksp, self._A, self._b, self._x, self._B, self._X):
+        for o in (self._ksp, self._A, self._b, self._x, self._B, self._X) + (self._lu or ()):
             if o is not None:
                 o.destroy()
-        self._ksp = self._A = self._b = self._x = self._B = self._X = None
+        self._ksp = self._A = self._b = self._x = self._B = self._X = self._lu = None
 
     # ------------------------------------------------------------------------------------------
     def _strains(self, E, w):
@@ -506,6 +547,7 @@ class VoxelRVE:
         st0 = self._split_state(self.initial_state())[2]
         eps = np.tile(self._E0, ((self.e1 - self.e0) * self.nq, 1))          # ε = 0 or F = I
         _, Ct, _ = self._material_update(eps, st0)
+        self._check_symmetry(Ct)
         C_hom, chi, _ = self._condense(Ct)
         self.C_elastic = C_hom
         self.chi = chi                                                       # (ndof, m)
@@ -517,6 +559,11 @@ class VoxelRVE:
         ue = chi[self.edofs[self.e0:self.e1]]                                # (ne_loc, nn*d, m)
         self.L = (np.eye(self.m)[None, None] + np.einsum("qia,eaj->eqij", self.B, ue)).reshape(-1, self.m, self.m)
         self._Lflat = self.L.reshape(-1, self.m * self.m)
+
+    def _check_symmetry(self, Ct: np.ndarray) -> None:
+        """Set ``_nonsym`` (same on every group rank) from this rank's micro tangents."""
+        asym = self._sum(np.array(_asymmetry(Ct)))
+        self._nonsym = bool(asym[0] > 1e-10 * asym[1])
 
     def _condense(self, Ct, K=None, lu=None, extra=None):
         """C_hom = ⟨C_T⟩ − Fᵀ K⁻¹ F, and the corrector χ = −K⁻¹F (full DOFs).
@@ -538,9 +585,15 @@ class VoxelRVE:
             X, x = X[:, :self.m], X[:, self.m]
         chi = np.zeros((self.ndof, self.m))
         chi[self.free] = -X
-        C = Cavg - F.T @ X
-        if self.kinematics == "small":
-            C = 0.5 * (C + C.T)          # symmetric up to round-off; Mandel tangents are symmetric
+        if self._nonsym:
+            # C_hom = ⟨C_T⟩ + ⟨C_T B⟩ χ: the left coupling ∫ C_T B is ∫ Bᵀ C_Tᵀ transposed
+            CtT = np.swapaxes(Ctq, -1, -2).reshape(ne_loc, -1)
+            FL = self._assemble_vec((CtT @ self._Bcoup).reshape(ne_loc, -1, self.m))[self.free]
+            C = Cavg - FL.T @ X
+        else:
+            C = Cavg - F.T @ X
+            if self.kinematics == "small":
+                C = 0.5 * (C + C.T)      # symmetric up to round-off; Mandel tangents are symmetric
         if extra is not None:
             return C, chi, lu, x
         return C, chi, lu
@@ -673,7 +726,11 @@ class VoxelRVE:
 
     def condense(self, ev, extra: bool):
         # the condensation factorizes the converged tangent anyway: the final Newton correction
-        # with it is one more back-substitution
+        # with it is one more back-substitution.  Is that tangent symmetric?  A non-symmetric one
+        # (non-associative laws, ...) needs LU and the two-sided condensation; the Newton
+        # iterations keep the choice for the next solve (a stale choice there costs convergence
+        # speed, not accuracy: the residual is exact) — checked once per solve, not per iteration
+        self._check_symmetry(ev.Ct)
         if extra:
             C, _, _, dw = self._condense(ev.Ct, K=ev.K, extra=-ev.r[self.free])
             return C, dw
@@ -711,6 +768,18 @@ class VoxelRVE:
             out.update(F=out["strain"].reshape(-1, d, d), P=out["stress"].reshape(-1, d, d),
                        F_bar=np.asarray(E).reshape(d, d))
         return out
+
+
+def _asymmetry(Ct: np.ndarray) -> list:
+    """[max |C_ij − C_ji|, max |C_ii|] over this rank's points (summed over the group by the
+    caller); gathers of the flat upper/lower/diagonal entries, ~10x cheaper than C − Cᵀ."""
+    n, m = Ct.shape[0], Ct.shape[-1]
+    if not n:
+        return [0.0, 0.0]
+    iu, ju = np.triu_indices(m, 1)
+    flat = Ct.reshape(n, m * m)
+    return [float(np.abs(flat[:, iu * m + ju] - flat[:, ju * m + iu]).max()),
+            float(np.abs(flat[:, ::m + 1]).max())]
 
 
 class _Eval:

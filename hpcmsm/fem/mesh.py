@@ -443,6 +443,12 @@ def _assemble_gmsh(path, ids, xyz, blocks, names, degree) -> GlobalMesh:
     cells, ctag = cells[first], ctag[first]
     if SIMPLEX[cell]:
         cells = _orient_simplices(pts, cells)
+    if order == 2:
+        bad = _folded_cells(cell, pts, cells)
+        if bad.size:
+            raise InputError(f"mesh file {path}: {bad.size} second-order cell(s) folded by their mid-edge/face "
+                             f"nodes (det J <= 0 at one of their nodes; first: cell {int(bad[0])} of the "
+                             f"top-dimensional elements, at {pts[cells[bad[0], 0]].tolist()})")
     regions = {names.get((d, t), f"region{t}"): int(t) for t in np.unique(ctag)}
     g = GlobalMesh(cell, order, pts, cells, ctag, regions)
     # facet sets: match (d-1)-dimensional elements to cell facets through their corner nodes
@@ -486,6 +492,22 @@ def _assemble_gmsh(path, ids, xyz, blocks, names, degree) -> GlobalMesh:
     elif degree not in (1, 2):
         raise InputError(f"element degree must be 1 or 2 (got {degree})")
     return g
+
+
+def _folded_cells(cell: str, pts: np.ndarray, cells: np.ndarray, chunk: int = 32768) -> np.ndarray:
+    """Indices of curved (second-order) cells whose isoparametric map has det J <= 0 at one of the
+    element's own nodes.  The function space checks det J at its quadrature points only; a midside
+    node pulled towards a vertex folds the cell next to that vertex, between the quadrature points
+    of a Q2 cell (the corners alone still look fine), so the reader also checks the nodes."""
+    el = Element(cell, 2)
+    _, dN = el.tabulate(el.nodes)                                    # (nen, nen, d) at the nodes
+    bad = []
+    for s in range(0, len(cells), chunk):
+        X = pts[cells[s:s + chunk]]                                  # (c, nen, d)
+        J = np.einsum("cai,nak->cnik", X, dN)
+        det = np.linalg.det(J) if J.shape[-1] == 3 else J[..., 0, 0] * J[..., 1, 1] - J[..., 0, 1] * J[..., 1, 0]
+        bad.append(s + np.flatnonzero(np.any(det <= 0, axis=1)))
+    return np.concatenate(bad) if bad else np.zeros(0, dtype=np.int64)
 
 
 def _match_rows(table: np.ndarray, queries: np.ndarray) -> np.ndarray:

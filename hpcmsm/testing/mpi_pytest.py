@@ -18,9 +18,15 @@ def main() -> int:
 
     comm = MPI.COMM_WORLD
     args = sys.argv[1:]
+    # one name per run (rank 0's pid): concurrent test runs on one machine must not share logs
+    run_id = comm.bcast(os.getpid(), root=0)
+    logdir = os.environ.get("HPCMSM_TEST_LOGDIR") or tempfile.gettempdir()
+
+    def log_path(rank: int) -> str:
+        return os.path.join(logdir, f"hpcmsm-pytest-{run_id}-np{comm.size}-rank{rank}.log")
+
     if comm.rank > 0:
-        logdir = os.environ.get("HPCMSM_TEST_LOGDIR") or tempfile.gettempdir()
-        log = os.path.join(logdir, f"hpcmsm-pytest-np{comm.size}-rank{comm.rank}.log")
+        log = log_path(comm.rank)
         fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         os.dup2(fd, 1)
         os.dup2(fd, 2)
@@ -32,8 +38,7 @@ def main() -> int:
     if comm.rank == 0:
         for r, code in enumerate(rcs):
             if r and code not in (0, 5):
-                logdir = os.environ.get("HPCMSM_TEST_LOGDIR") or tempfile.gettempdir()
-                log = os.path.join(logdir, f"hpcmsm-pytest-np{comm.size}-rank{r}.log")
+                log = log_path(r)
                 sys.stdout.write(f"\n===== rank {r} failed (exit {code}); its log {log}:\n")
                 try:
                     with open(log) as fh:
@@ -41,6 +46,11 @@ def main() -> int:
                 except OSError:
                     pass
         sys.stdout.flush()
+    if comm.rank > 0 and rc in (0, 5):
+        try:                     # per-run names: don't leave a log behind for a passing rank
+            os.unlink(log_path(comm.rank))
+        except OSError:
+            pass
     worst = max(rcs, key=lambda c: (c not in (0, 5), c))
     return worst
 

@@ -405,7 +405,7 @@ class FunctionSpace:
         else:
             vals = np.zeros(s["nnz"])
         fast = _kernels.enabled()
-        ctx = dict(vals=vals, iface_R=[], iface_V=[], bcf=bcf, bcv=bcv, acc=acc)
+        ctx = dict(vals=vals, iface_R=[], iface_Rr=[], iface_V=[], bcf=bcf, bcv=bcv, acc=acc)
         for item in cell_matrices:
             if isinstance(item, ElasticBlock):
                 if fast:
@@ -438,8 +438,11 @@ class FunctionSpace:
             if len(oJ):
                 A.setValuesCSR(oI, oJ, vals[s["nnz_d"]:], addv=PETSc.InsertMode.ADD)
         if ctx["iface_R"]:
-            R = np.concatenate(ctx["iface_R"]).astype(PETSc.IntType)
-            A.setValuesRCV(R, R, np.concatenate(ctx["iface_V"]), addv=PETSc.InsertMode.ADD)
+            # rows owned here carry index -1 (MatSetValues ignores negative indices): only the
+            # other ranks' rows go to the stash, no search-and-add of zeros into owned rows
+            C = np.concatenate(ctx["iface_R"]).astype(PETSc.IntType)
+            R = np.concatenate(ctx["iface_Rr"]).astype(PETSc.IntType)
+            A.setValuesRCV(R, C, np.concatenate(ctx["iface_V"]), addv=PETSc.InsertMode.ADD)
         A.assemble()
         if b is not None:
             with b.localForm() as loc:
@@ -496,8 +499,10 @@ class FunctionSpace:
         if mask is not None:
             iface = self.mesh.interface[sl]
             if iface.any():               # rows owned by other ranks: PETSc's stash
-                ctx["iface_R"].append(self.cell_dofs_global[sl][iface])
-                ctx["iface_V"].append(np.where(mask[iface], 0.0, Ke[iface]))
+                cg = self.cell_dofs_global[sl][iface]
+                ctx["iface_R"].append(cg)
+                ctx["iface_Rr"].append(np.where(mask[iface][:, :, 0], -1, cg))
+                ctx["iface_V"].append(np.asarray(Ke[iface]))
 
     def _cell_ids(self, sl) -> np.ndarray:
         if isinstance(sl, slice):
@@ -508,8 +513,10 @@ class FunctionSpace:
         """Entries of rows owned by other ranks (interface cells ``cids``) for PETSc's stash."""
         if len(cids):
             own = np.repeat(self._structure()["own"][cids], self.bs, axis=1)     # (c, ndof_e)
-            ctx["iface_R"].append(self.cell_dofs_global[cids])
-            ctx["iface_V"].append(np.where(own[:, :, None], 0.0, Ke_iface))
+            cg = self.cell_dofs_global[cids]
+            ctx["iface_R"].append(cg)
+            ctx["iface_Rr"].append(np.where(own, -1, cg))
+            ctx["iface_V"].append(Ke_iface)
 
     def _iface_index(self, cids):
         iface = self.mesh.interface[cids]

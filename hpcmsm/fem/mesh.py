@@ -334,7 +334,7 @@ def _gmsh2(sec):
     lines = nodes[1:n + 1]
     if len(lines) != n:
         raise ValueError(f"$Nodes announces {n} nodes, has {len(lines)}")
-    arr = np.array(" ".join(lines).split(), dtype=float).reshape(n, 4)
+    arr = _numbers(lines, float, "$Nodes").reshape(n, 4)
     ids, xyz = arr[:, 0].astype(np.int64), arr[:, 1:4]
     els = sec["Elements"]
     ne = int(els[0])
@@ -342,7 +342,7 @@ def _gmsh2(sec):
     if len(lines) != ne:
         raise ValueError(f"$Elements announces {ne} elements, has {len(lines)}")
     cnt = np.fromiter((len(l.split()) for l in lines), dtype=np.int64, count=ne)
-    flat = np.array(" ".join(lines).split(), dtype=np.int64)
+    flat = _numbers(lines, np.int64, "$Elements")
     off = np.r_[0, np.cumsum(cnt)[:-1]]
     et, nt = flat[off + 1], flat[off + 2]
     phys = np.where(nt > 0, flat[np.minimum(off + 3, len(flat) - 1)], 0)

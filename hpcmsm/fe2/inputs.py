@@ -88,6 +88,10 @@ class MicroSection:
     particle_radius: float = param(2.0, gt=0, doc="random_particles: radius in voxels")
     seed: int = param(0, ge=0, doc="random_particles: seed")
     bc: Literal["periodic", "kubc", "tubc"] = param("periodic", doc="RVE boundary condition")
+    solver: Literal["direct", "distributed"] = param(
+        "direct", doc="RVE linear algebra on a group: direct (element work shared, tangent gathered to the "
+                      "group root for sparse Cholesky) or distributed (DMDA rows + PETSc Krylov, GMRES + GAMG by "
+                      "default; small strain, periodic/kubc; for large RVEs); options in [petsc.micro]")
     rtol: float = param(1e-10, gt=0, lt=1, doc="RVE Newton tolerance (relative)")
     max_iterations: int = param(25, ge=1, doc="RVE Newton iterations before the step is cut back")
     matrix: PhaseSection = param(default_factory=lambda: PhaseSection(E=70e3, nu=0.33, sigma_y=100.0, H=500.0),
@@ -150,6 +154,15 @@ class FE2Input:
         if self.macro.kinematics == "finite" and self.micro.model == "voxel" and self.micro.bc == "tubc":
             raise ConfigError("TUBC is implemented for small strain only; use bc = 'periodic' or 'kubc' "
                               "with kinematics = 'finite'", key="micro.bc")
+        if self.micro.solver == "distributed":
+            if self.micro.model != "voxel":
+                raise ConfigError("solver = 'distributed' needs model = 'voxel'", key="micro.solver")
+            if self.macro.kinematics == "finite":
+                raise ConfigError("solver = 'distributed' is small strain only; use solver = 'direct' with "
+                                  "kinematics = 'finite'", key="micro.solver")
+            if self.micro.bc == "tubc":
+                raise ConfigError("solver = 'distributed' supports bc = 'periodic' or 'kubc'; use solver = "
+                                  "'direct' for TUBC", key="micro.solver")
         for k in self.output.micro_points:
             if len(k) != self.macro.dim:
                 raise ConfigError(f"positions need {self.macro.dim} coordinates", key="output.micro_points")

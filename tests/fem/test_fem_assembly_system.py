@@ -61,8 +61,9 @@ def _case(comm, cell, n, kind, force):
     m = 3 if d == 2 else 6
     lam, mu = 1.2, 0.7
     # g varies in space, so the lifting b -= A[:, bc] g is exercised; two conditions overlap on an edge
-    bcs = [Dirichlet("xmin", lambda x: np.stack([0.1 * x[:, 1], -0.05 * x[:, 1] ** 2] + ([0.02 * x[:, 2]] if d == 3 else []), 1)),
-           Dirichlet("ymax", 0.03, components=[1])]
+    def g(x):
+        return np.stack([0.1 * x[:, 1], -0.05 * x[:, 1] ** 2] + ([0.02 * x[:, 2]] if d == 3 else []), 1)
+    bcs = [Dirichlet("xmin", g), Dirichlet("ymax", 0.03, components=[1])]
     dofs, vals = dirichlet_dofs(sp, bcs)
     if kind == "iso":
         blk = dict(lam=lam, mu=mu)

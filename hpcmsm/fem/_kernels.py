@@ -1,9 +1,13 @@
 """Compiled (numba) assembly kernels, with the pure-numpy path in :mod:`hpcmsm.fem.space` as fallback.
 
-The kernels fuse, per cell: geometry (Jacobian at each quadrature point, det, inverse, dN/dx),
-the element matrix (isotropic λ, μ or a per-point Mandel tangent D: Σ_q Bᵀ D B w|J|) and the
-scatter-add of its owned-row entries straight into the CSR value buffer PETSc's matrix uses.
-No (ncell, ndof_e, ndof_e) temporaries, so memory stays flat at 10⁶ DOFs.
+:func:`elastic_system` fuses, per cell: geometry (Jacobian at each quadrature point, det,
+inverse, dN/dx), the element matrix (isotropic λ, μ or a per-point Mandel tangent D:
+Σ_q Bᵀ D B w|J|; dedicated register-blocked versions for Q1 hexahedra), the body-force vector,
+the symmetric Dirichlet elimination (lifting into the right-hand side) and the scatter-add of the
+owned-row entries straight into the CSR value buffer PETSc's matrix uses (one lookup per node
+pair via the per-cell block positions of FunctionSpace._structure).  No (ncell, ndof_e, ndof_e)
+temporaries, so memory stays flat at 10⁶ DOFs.  :func:`scatter_add` does the elimination and
+scatter for given element matrices.
 
 Disabled (numpy path) if numba is not importable or ``HPCMSM_NUMBA=0`` is set in the environment
 (read at every call, so tests can compare both paths in one process).  ``cache=True``: the JIT

@@ -288,6 +288,7 @@ def read_gmsh(path: str, degree: int = 1) -> GlobalMesh:
         raise InputError(f"mesh file {path}: cannot read as ASCII Gmsh ({e})") from None
     try:
         sec = _sections(text)
+        del text                              # the line lists replace it (rank 0's memory peak)
         if "MeshFormat" not in sec:
             raise ValueError("no $MeshFormat section")
         head = sec["MeshFormat"][0].split()
@@ -304,6 +305,7 @@ def read_gmsh(path: str, degree: int = 1) -> GlobalMesh:
             ids, xyz, blocks = _gmsh4(sec)
         else:
             raise ValueError(f"unsupported .msh version {version}")
+        del sec                               # free the lines before the cell/facet tables are built
     except InputError:
         raise
     except Exception as e:
@@ -489,10 +491,6 @@ def _assemble_gmsh(path, ids, xyz, blocks, names, degree) -> GlobalMesh:
     fl = Element(cell, 1).facet_local_nodes()
     fl2 = np.array(g.element.facet_local_nodes())
     ncorner = len(fl[0])
-    corners = cells[:, corner_positions(cell, order)]
-    allf = np.concatenate([np.sort(corners[:, loc], axis=1) for loc in fl])      # (nfl*ncell, nc)
-    owner = np.tile(np.arange(len(cells)), len(fl))
-    which = np.repeat(np.arange(len(fl)), len(cells))
     F, FC, FT = [], [], []
     fnames = {}
     queries = []                                        # (name, tag, sorted corner rows) per facet group
@@ -509,9 +507,25 @@ def _assemble_gmsh(path, ids, xyz, blocks, names, degree) -> GlobalMesh:
         if fc.shape[1] != ncorner:
             raise InputError(f"mesh file {path}: facet group {nm!r} has the wrong element type")
         queries.append((nm, ph, fc))
-    # all groups matched in one sort of the cell-facet table (not one per group: 6 box sides
-    # cost 6 sorts of 4 x ncell rows)
-    allpos = _match_rows(allf, np.concatenate([q[2] for q in queries])) if queries else None
+    # the table of cell facets that may match: only those whose corners are all facet-group nodes
+    # (same row order as the full table, so the same owner is chosen for an interior facet; the
+    # full table of nfl x ncell rows and its sort were the reader's memory peak, ~13x the mesh),
+    # all groups matched in one sort (not one per group)
+    allpos = None
+    if queries:
+        inq = np.zeros(len(pts), dtype=bool)
+        for q in queries:
+            inq[q[2]] = True
+        corners = cells[:, corner_positions(cell, order)]
+        allf, owner, which = [], [], []
+        for j, loc in enumerate(fl):
+            hit = np.flatnonzero(inq[corners[:, loc]].all(axis=1))
+            allf.append(np.sort(corners[hit][:, loc], axis=1))
+            owner.append(hit)
+            which.append(np.full(len(hit), j))
+        del corners, inq
+        allf, owner, which = np.concatenate(allf), np.concatenate(owner), np.concatenate(which)
+        allpos = _match_rows(allf, np.concatenate([q[2] for q in queries]))
     start = 0
     for nm, ph, fc in queries:
         pos = allpos[start:start + len(fc)]
@@ -844,6 +858,17 @@ def _meta_bcast(comm, g: GlobalMesh | None) -> dict:
     return comm.bcast(meta, root=0)
 
 
+def _centroids(g: GlobalMesh) -> np.ndarray:
+    """Corner centroids (ncell, d), summed corner by corner: the same values (same summation
+    order) as ``points[cells[:, corners]].mean(axis=1)`` without its (ncell, ncorner, d) gather."""
+    corners = g.element.vtk_corners
+    c = g.points[g.cells[:, corners[0]]]
+    for k in corners[1:]:
+        c += g.points[g.cells[:, k]]
+    c /= len(corners)
+    return c
+
+
 def distribute(comm, g: GlobalMesh | None, partitioner: str = "rcb") -> Mesh:
     """Partition ``g`` over ``comm`` and send each rank only its part (collective).
 
@@ -862,7 +887,7 @@ def distribute(comm, g: GlobalMesh | None, partitioner: str = "rcb") -> Mesh:
         raise InputError(f"mesh has {ncell} cells, fewer than the {size} MPI ranks")
     # ---- partition
     if partitioner == "rcb":
-        cpart = rcb_partition(g.points[g.cells[:, g.element.vtk_corners]].mean(axis=1), size) if rank == 0 else None
+        cpart = rcb_partition(_centroids(g), size) if rank == 0 else None
     else:
         from ..parallel import block_range
 
@@ -882,7 +907,7 @@ def distribute(comm, g: GlobalMesh | None, partitioner: str = "rcb") -> Mesh:
         if rank == 0 and np.any(np.bincount(cpart, minlength=size) == 0):
             cpart = None                                       # an empty part: fall back to RCB
         if comm.bcast(cpart is None, root=0):
-            cpart = rcb_partition(g.points[g.cells[:, g.element.vtk_corners]].mean(axis=1), size) \
+            cpart = rcb_partition(_centroids(g), size) \
                 if rank == 0 else None
     # ---- ownership and per-rank packages (rank 0), sent one at a time
     if rank == 0:
@@ -909,16 +934,19 @@ def _plan(g: GlobalMesh, cpart: np.ndarray, size: int):
     startmask = np.r_[True, fs[1:] != fs[:-1]]
     owner = np.zeros(N, dtype=np.int32)                  # unused nodes: rank 0 (identity rows)
     owner[fs[startmask]] = cp[order][startmask]
+    del flat, cp, order, fs, startmask                   # the generator keeps its locals alive
     perm = np.argsort(owner, kind="stable")              # new id -> natural id
     new_id = np.empty(N, dtype=np.int64)
     new_id[perm] = np.arange(N)
     counts = np.bincount(owner, minlength=size)
     starts = np.r_[0, np.cumsum(counts)]
-    cells_new = new_id[g.cells]
     # cells touching each rank's owned nodes: unique (rank, cell) pairs, sorted by rank (one pass,
     # not one scan of all cells per rank)
-    pairs = np.unique((owner[g.cells].astype(np.int64) * len(g.cells)
-                       + np.arange(len(g.cells))[:, None]).ravel())
+    key = owner[g.cells].astype(np.int64)                 # in place: one (ncell, nen) int64 temporary
+    key *= len(g.cells)
+    key += np.arange(len(g.cells))[:, None]
+    pairs = np.unique(key.ravel())
+    del key
     tcut = np.searchsorted(pairs, np.arange(size + 1, dtype=np.int64) * len(g.cells))
     has_f = g.facets is not None and len(g.facets) > 0
     sets = {}
@@ -934,12 +962,12 @@ def _plan(g: GlobalMesh, cpart: np.ndarray, size: int):
 
     def package(r):
         mycells = by_rank[cstart[r]:cstart[r + 1]]         # natural cell ids, ascending
-        cn = cells_new[mycells]
+        cn = new_id[g.cells[mycells]]                     # renumbered per package (no global copy)
         s0, n_owned = int(starts[r]), int(counts[r])
         used = np.unique(cn)
         ghosts = used[(used < s0) | (used >= s0 + n_owned)]
         lg = np.concatenate([np.arange(s0, s0 + n_owned), ghosts])
-        touch = cells_new[pairs[tcut[r]:tcut[r + 1]] - r * len(g.cells)]
+        touch = new_id[g.cells[pairs[tcut[r]:tcut[r + 1]] - r * len(g.cells)]]
         pkg = dict(start=s0, n_owned=n_owned, cells=cn, cell_ids=mycells, cell_tags=g.cell_tags[mycells],
                    touch=touch, local_global=lg, points=g.points[perm[lg]], node_ids=perm[lg])
         if has_f:

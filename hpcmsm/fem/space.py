@@ -49,20 +49,21 @@ def det_inv(J: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def big_zeros(n: int, dtype=float) -> np.ndarray:
-    """Zero-filled array for the large assembly buffers (matrix values, column indices), backed by
-    an anonymous mapping advised for transparent huge pages when it is large (≥ 8 MB) and the
-    kernel allows it: the first touch then faults 2 MB pages instead of 4 kB ones (10x less kernel
-    time for the 650 MB value buffer at 10⁶ DOFs) and the scatter's TLB misses drop.  Falls back to
-    np.zeros.  The array keeps the mapping alive."""
+    """Zero-filled array for the large assembly buffers (matrix values, column indices).  Above
+    8 MB it is an anonymous mapping created with MAP_POPULATE: the kernel maps and zeroes all
+    pages in one call instead of one page-fault trap per 4 kB page on first touch (measured here
+    for the 650 MB value buffer at 10⁶ DOFs: 0.25 s against 0.52 s for np.zeros + first touch;
+    advising transparent huge pages instead was 0.06 s when the kernel had free 2 MB pages but
+    0.8 s when it had to compact memory first, so it is not used).  Falls back to np.zeros.
+    The array keeps the mapping alive."""
     dtype = np.dtype(dtype)
     nbytes = int(n) * dtype.itemsize
     if nbytes >= 8 << 20:
         try:
             import mmap
-            m = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-            m.madvise(mmap.MADV_HUGEPAGE)
+            m = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | mmap.MAP_POPULATE)
             return np.frombuffer(m, dtype=dtype)
-        except (AttributeError, OSError, ValueError):     # no madvise / no THP: plain pages
+        except (AttributeError, OSError, ValueError):     # no MAP_POPULATE (not Linux)
             pass
     return np.zeros(int(n), dtype=dtype)
 
@@ -308,6 +309,7 @@ class FunctionSpace:
         s = self._structure()
         vals = big_zeros(s["nnz"])
         vals[::512] = 0.0             # first touch here (matrix creation), not in the first assembly
+        #                               (a no-op for the pre-populated mapping of big_zeros)
         dI, dJ = s["diag"]
         size = ((self.n_owned, self.n_global), (self.n_owned, self.n_global))
         # the index arrays are shared with the cached structure (PETSc reads the diagonal block's

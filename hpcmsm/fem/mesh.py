@@ -12,6 +12,7 @@ See docs/fem.md for why this is used instead of DMPlex.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -97,11 +98,16 @@ def box_global(n, lower=None, upper=None, cell: str = "quadrilateral", degree: i
     return g
 
 
-def _orient_simplices(pts, cells):
-    """Swap vertices 1 and 2 (and the P2 edge nodes accordingly) of negatively oriented simplices."""
+def _orient_simplices(pts, cells, chunk: int = 65536):
+    """Swap vertices 1 and 2 (and the P2 edge nodes accordingly) of negatively oriented simplices.
+    Edge matrices in chunks of cells (all at once they were the Gmsh reader's memory peak, ~4x
+    the connectivity)."""
     d = pts.shape[1]
-    J = np.stack([pts[cells[:, k + 1]] - pts[cells[:, 0]] for k in range(d)], axis=-1)
-    neg = np.linalg.det(J) < 0
+    neg = np.zeros(len(cells), dtype=bool)
+    for s in range(0, len(cells), chunk):
+        c = cells[s:s + chunk]
+        J = np.stack([pts[c[:, k + 1]] - pts[c[:, 0]] for k in range(d)], axis=-1)
+        neg[s:s + chunk] = np.linalg.det(J) < 0
     sw = [0, 2, 1] + list(range(3, d + 1))
     if cells.shape[1] > d + 1:           # P2: edge (a, b) of the swapped cell = old edge (sw[a], sw[b])
         E = [frozenset(e) for e in SIMPLEX_EDGES[d]]
@@ -287,8 +293,11 @@ def read_gmsh(path: str, degree: int = 1) -> GlobalMesh:
     except (OSError, UnicodeDecodeError) as e:
         raise InputError(f"mesh file {path}: cannot read as ASCII Gmsh ({e})") from None
     try:
-        sec = _sections(text)
-        del text                              # the line lists replace it (rank 0's memory peak)
+        raw = _raw_sections(text)
+        del text
+        # small sections as lists of lines; $Nodes/$Elements stay text (each parsed as one token
+        # stream: line lists of a large file cost ~6x the file on rank 0)
+        sec = {k: _lines(v) for k, v in raw.items() if k not in ("Nodes", "Elements")}
         if "MeshFormat" not in sec:
             raise ValueError("no $MeshFormat section")
         head = sec["MeshFormat"][0].split()
@@ -299,13 +308,16 @@ def read_gmsh(path: str, degree: int = 1) -> GlobalMesh:
         for line in sec.get("PhysicalNames", [])[1:]:
             dim_s, tag_s, nm = line.split(maxsplit=2)
             names[(int(dim_s), int(tag_s))] = nm.strip().strip('"')
+        big = [k for k in ("Nodes", "Elements") if k in raw]
         if version.startswith("2"):
+            sec.update({k: raw.pop(k) for k in big})
             ids, xyz, blocks = _gmsh2(sec)
         elif version.startswith("4"):
+            sec.update({k: raw.pop(k) for k in big})
             ids, xyz, blocks = _gmsh4(sec)
         else:
             raise ValueError(f"unsupported .msh version {version}")
-        del sec                               # free the lines before the cell/facet tables are built
+        del sec, raw                          # free the text before the cell/facet tables are built
     except InputError:
         raise
     except Exception as e:
@@ -327,25 +339,64 @@ def _sections(text: str) -> dict:
     return sec
 
 
+_SECTION = re.compile(r"^[ \t]*\$(\w+)[ \t]*\r?$", re.M)
+
+
+def _raw_sections(text: str) -> dict:
+    """Section name -> its text between ``$Name`` and ``$EndName`` (what :func:`_sections` splits
+    into lines, without building the lines)."""
+    sec, cur, start = {}, None, 0
+    for m in _SECTION.finditer(text):
+        name = m.group(1)
+        if name.startswith("End"):
+            if cur is not None and name[3:] == cur:
+                sec[cur] = text[start:m.start()]
+            cur = None
+        else:
+            cur, start = name, m.end()
+    return sec
+
+
+def _lines(text: str) -> list:
+    return [t for t in (line.strip() for line in text.splitlines()) if t]
+
+
 def _gmsh2(sec):
-    """Nodes and element blocks of a format-2.2 file, parsed in bulk: all tokens of a section are
-    converted by numpy at once and the lines cut by their token counts (≈ 4x faster than per-line
-    Python conversion for 10⁵–10⁶ elements)."""
-    nodes = sec["Nodes"]
-    n = int(nodes[0])
-    lines = nodes[1:n + 1]
-    if len(lines) != n:
-        raise ValueError(f"$Nodes announces {n} nodes, has {len(lines)}")
-    arr = _numbers(lines, float, "$Nodes").reshape(n, 4)
+    """Nodes and element blocks of a format-2.2 file, parsed in bulk: each section (text or list
+    of lines) is converted to one numpy token array in C; element lines are cut by walking runs of
+    equal (type, number of tags) — a handful per file — so no Python work per element."""
+    nt_ = _numbers(sec["Nodes"], float, "$Nodes")
+    n = int(nt_[0]) if len(nt_) else -1
+    if n < 0 or len(nt_) != 1 + 4 * n:
+        raise ValueError(f"$Nodes announces {n} nodes, has {(len(nt_) - 1) / 4:g}")
+    arr = nt_[1:].reshape(n, 4)
     ids, xyz = arr[:, 0].astype(np.int64), arr[:, 1:4]
-    els = sec["Elements"]
-    ne = int(els[0])
-    lines = els[1:ne + 1]
-    if len(lines) != ne:
-        raise ValueError(f"$Elements announces {ne} elements, has {len(lines)}")
-    cnt = np.fromiter((len(l.split()) for l in lines), dtype=np.int64, count=ne)
-    flat = _numbers(lines, np.int64, "$Elements")
-    off = np.r_[0, np.cumsum(cnt)[:-1]]
+    flat = _numbers(sec["Elements"], np.int64, "$Elements")
+    ne = int(flat[0]) if len(flat) else -1
+    if ne < 0:
+        raise ValueError("$Elements without its count")
+    offs, o, done, win = [], 1, 0, 4096
+    while done < ne:
+        if o + 3 > len(flat):
+            raise ValueError(f"$Elements announces {ne} elements, has {done}")
+        et0, nt0 = int(flat[o + 1]), int(flat[o + 2])
+        if et0 not in _GMSH_TYPES:
+            raise ValueError(f"Gmsh element type {et0} is not supported")
+        w = 3 + nt0 + _GMSH_TYPES[et0][1]
+        k = min(ne - done, (len(flat) - o) // w, win)
+        if k == 0:
+            raise ValueError(f"$Elements announces {ne} elements, has {done}")
+        tab = flat[o:o + k * w].reshape(k, w)
+        same = (tab[:, 1] == et0) & (tab[:, 2] == nt0)   # rows up to the first change are aligned
+        m = k if same.all() else int(np.argmin(same))
+        win = 2 * win if m == k else 4096
+        offs.append(o + w * np.arange(m))
+        o += w * m
+        done += m
+    if o != len(flat):
+        raise ValueError(f"$Elements has more numbers than its {ne} elements")
+    off = np.concatenate(offs) if offs else np.zeros(0, dtype=np.int64)
+    cnt = np.diff(np.r_[off, o])
     et, nt = flat[off + 1], flat[off + 2]
     phys = np.where(nt > 0, flat[np.minimum(off + 3, len(flat) - 1)], 0)
     nn = cnt - 3 - nt
@@ -371,15 +422,15 @@ def _numbers(lines, dtype, what: str) -> np.ndarray:
     with warnings.catch_warnings():
         warnings.simplefilter("error", DeprecationWarning)
         try:
-            return np.fromstring(" ".join(lines), dtype=dtype, sep=" ")
+            return np.fromstring(lines if isinstance(lines, str) else " ".join(lines), dtype=dtype, sep=" ")
         except DeprecationWarning:
             raise ValueError(f"{what}: not all entries are numbers") from None
 
 
 def _gmsh4(sec):
-    """Nodes and element blocks of a format-4.1 file, parsed block-wise: the entity blocks are
-    walked in Python (a handful per physical entity), the lines of each block converted by numpy
-    at once (node tags, coordinates, connectivity tables of one element type)."""
+    """Nodes and element blocks of a format-4.1 file: $Nodes and $Elements (text, or lists of
+    lines) are each converted to one numpy token array in C, then walked entity block by entity
+    block (a handful per physical entity) with the block sizes the format announces."""
     ent = sec.get("Entities", [])
     phys_of = {}
     if ent:
@@ -393,40 +444,49 @@ def _gmsh4(sec):
                 k = 4 if dim == 0 else 7
                 nph = int(v[k])
                 phys_of[(dim, tag)] = [int(t) for t in v[k + 1:k + 1 + nph]]
-    nodes = sec["Nodes"]
-    nb = int(nodes[0].split()[0])
-    row, ids, xyz = 1, [], []
-    for _ in range(nb):
-        edim, _, param, cnt = (int(t) for t in nodes[row].split())
-        row += 1
-        if row + 2 * cnt > len(nodes):
-            raise ValueError("$Nodes block shorter than announced")
-        tags = _numbers(nodes[row:row + cnt], np.int64, "$Nodes tags")
-        c = _numbers(nodes[row + cnt:row + 2 * cnt], float, "$Nodes coordinates")
+    # $Nodes: one float token stream (tags < 2^53 are exact), walked block by block
+    nt = _numbers(sec["Nodes"], float, "$Nodes")
+    if len(nt) < 4:
+        raise ValueError("$Nodes without its header")
+    o, ids, xyz = 4, [], []
+    for _ in range(int(nt[0])):
+        if o + 4 > len(nt):
+            raise ValueError("$Nodes shorter than its blocks announce")
+        edim, _, param, cnt = (int(v) for v in nt[o:o + 4])
+        o += 4
         ncoord = 3 + (edim if param else 0)                  # parametric nodes add u[, v[, w]]
-        if tags.size != cnt or c.size != cnt * ncoord:
-            raise ValueError(f"$Nodes block of {cnt} nodes has {tags.size} tags and {c.size} coordinates")
-        ids.append(tags)
-        xyz.append(c.reshape(cnt, ncoord)[:, :3])
-        row += 2 * cnt
-    els = sec["Elements"]
-    nb = int(els[0].split()[0])
-    row, blocks = 1, []
-    for _ in range(nb):
-        edim, etag, et, cnt = (int(t) for t in els[row].split())
-        row += 1
-        if row + cnt > len(els):
-            raise ValueError("$Elements block shorter than announced")
-        if cnt == 0:
-            continue
-        flat = _numbers(els[row:row + cnt], np.int64, "$Elements")
-        if flat.size % cnt or flat.size // cnt < 2 or (
-                et in _GMSH_TYPES and flat.size != cnt * (1 + _GMSH_TYPES[et][1])):
-            raise ValueError(f"$Elements block of type {et}: {cnt} lines of the wrong or unequal length")
-        conn = flat.reshape(cnt, -1)[:, 1:]
-        row += cnt
-        for ph in phys_of.get((edim, etag), [0]):
-            blocks.append((et, ph, conn))
+        e = o + cnt * (1 + ncoord)
+        if e > len(nt):
+            raise ValueError("$Nodes shorter than its blocks announce")
+        ids.append(nt[o:o + cnt].astype(np.int64))
+        xyz.append(nt[o + cnt:e].reshape(cnt, ncoord)[:, :3])
+        o = e
+    if o != len(nt):
+        raise ValueError("$Nodes has more numbers than its blocks announce")
+    del nt
+    # $Elements: one int token stream; a block is cnt rows of (tag, nodes of its type)
+    et_ = _numbers(sec["Elements"], np.int64, "$Elements")
+    if len(et_) < 4:
+        raise ValueError("$Elements without its header")
+    o, blocks = 4, []
+    for _ in range(int(et_[0])):
+        if o + 4 > len(et_):
+            raise ValueError("$Elements shorter than its blocks announce")
+        edim, etag, et, cnt = (int(v) for v in et_[o:o + 4])
+        o += 4
+        if et not in _GMSH_TYPES:
+            raise ValueError(f"Gmsh element type {et} is not supported")
+        w = 1 + _GMSH_TYPES[et][1]
+        e = o + cnt * w
+        if e > len(et_):
+            raise ValueError("$Elements shorter than its blocks announce")
+        if cnt:
+            conn = et_[o:e].reshape(cnt, w)[:, 1:]
+            for ph in phys_of.get((edim, etag), [0]):
+                blocks.append((et, ph, conn))
+        o = e
+    if o != len(et_):
+        raise ValueError("$Elements has more numbers than its blocks announce")
     ids = np.concatenate(ids) if ids else np.zeros(0, dtype=np.int64)
     xyz = np.concatenate(xyz) if xyz else np.zeros((0, 3))
     return ids, xyz, blocks
@@ -471,12 +531,14 @@ def _assemble_gmsh(path, ids, xyz, blocks, names, degree) -> GlobalMesh:
             ctag.append(np.full(len(conn), ph))
         else:
             lower.setdefault((k, ph), []).append(conn)
-    cells = np.concatenate(cells)
+    cells = cells[0] if len(cells) == 1 else np.concatenate(cells)
     ctag = np.concatenate(ctag).astype(np.int32)
     # the same cell may be listed under several physical groups (4.x): keep the first
     o, gid = _row_groups(cells)
-    first = np.sort(o[np.r_[True, gid[1:] != gid[:-1]]])    # lowest index of each distinct row
-    cells, ctag = cells[first], ctag[first]
+    if len(gid) and gid[-1] + 1 < len(cells):              # (no copy when all rows are distinct)
+        first = np.sort(o[np.r_[True, gid[1:] != gid[:-1]]])    # lowest index of each distinct row
+        cells, ctag = cells[first], ctag[first]
+    del o, gid
     if SIMPLEX[cell]:
         cells = _orient_simplices(pts, cells)
     if order == 2:

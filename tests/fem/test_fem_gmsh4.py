@@ -45,10 +45,16 @@ def _gmsh4_lines(sec):
 
 
 def _same_parse(path):
-    from hpcmsm.fem.mesh import _gmsh4, _sections
+    from hpcmsm.fem.mesh import _gmsh4, _lines, _raw_sections, _sections
 
-    sec = _sections(open(path).read())
-    a, b = _gmsh4(sec), _gmsh4_lines(sec)
+    text = open(path).read()
+    sec = _sections(text)
+    raw = {k: v if k in ("Nodes", "Elements") else _lines(v) for k, v in _raw_sections(text).items()}
+    assert set(raw) == set(sec)
+    a, b, c = _gmsh4(sec), _gmsh4_lines(sec), _gmsh4(raw)        # lines, reference, text (read_gmsh's path)
+    for x, y in zip(a[:2], c[:2]):
+        assert np.array_equal(x, y)
+    assert all(e1 == e2 and p1 == p2 and np.array_equal(c1, c2) for (e1, p1, c1), (e2, p2, c2) in zip(a[2], c[2]))
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])        # bit-identical coordinates
     assert len(a[2]) == len(b[2])
     for (e1, p1, c1), (e2, p2, c2) in zip(a[2], b[2]):
@@ -189,3 +195,53 @@ def test_gmsh41_distributed_solve_equals_22(comm, shared_tmp):
         res.u.destroy()
     assert np.allclose(errs[0], errs[1], rtol=1e-8, atol=0), errs
     assert errs[0][0] < 0.05                                  # a sane solution (L2 error 0.027 at 6x6)
+
+
+def _gmsh2_lines(sec):
+    """The former 2.2 element parser (token counts from splitting every line; reference)."""
+    lines = sec["Elements"][1:]
+    cnt = np.array([len(line.split()) for line in lines])
+    flat = np.array(" ".join(lines).split(), dtype=np.int64)
+    off = np.r_[0, np.cumsum(cnt)[:-1]]
+    et, nt = flat[off + 1], flat[off + 2]
+    phys = np.where(nt > 0, flat[np.minimum(off + 3, len(flat) - 1)], 0)
+    keys = np.stack([et, phys, cnt - 3 - nt], axis=1)
+    out = []
+    for key in sorted({tuple(k) for k in keys.tolist()}):
+        rows = np.flatnonzero(np.all(keys == key, axis=1))
+        idx = (off[rows] + 3 + nt[rows])[:, None] + np.arange(key[2])
+        out.append((key[0], key[1], flat[idx]))
+    return out
+
+
+def test_gmsh22_run_walk_matches_line_parser(tmp_path):
+    """2.2 element lines are cut by runs of equal (type, number of tags): runs of points, lines
+    with 2 and 3 tags, triangles alternating between two physical groups, and a run longer than
+    the first 4096-row window — same blocks as the per-line reference, and read_gmsh agrees."""
+    from hpcmsm.fem.mesh import _gmsh2, _lines, _raw_sections, _sections, box_global, read_gmsh, write_gmsh2
+
+    g = box_global((60, 40), cell="triangle")                     # 4800 triangles: > one window
+    g.cell_tags = np.where(np.arange(len(g.cells)) % 2, 4, 3).astype(np.int32)
+    g.region_names = {"a": 3, "b": 4}
+    p = str(tmp_path / "m.msh")
+    write_gmsh2(p, g, {nm: (t, g.facets[g.facet_tags == t]) for nm, t in g.facet_names.items()})
+    text = open(p).read()
+    head, rest = text.split("$Elements\n")
+    n_el, body = rest.split("\n", 1)
+    extra = ["15 2 9 9 1", "15 3 9 9 0 2", "1 3 7 7 0 1 2"]          # a point, a 3-tag point and line
+    body = "\n".join(f"{i + 1} {e}" for i, e in enumerate(extra)) + "\n" + "\n".join(
+        f"{int(l.split()[0]) + len(extra)} " + l.split(" ", 1)[1] for l in body.split("\n$EndElements")[0].split("\n"))
+    text = head + "$Elements\n" + f"{int(n_el) + len(extra)}\n" + body + "\n$EndElements\n"
+    open(p, "w").write(text)
+    sec = _sections(text)
+    raw = {k: v if k in ("Nodes", "Elements") else _lines(v) for k, v in _raw_sections(text).items()}
+    for s_ in (sec, raw):
+        got = _gmsh2(s_)[2]
+        ref = _gmsh2_lines(sec)
+        assert [(e, p_) for e, p_, _ in got] == [(e, p_) for e, p_, _ in ref]
+        assert all(np.array_equal(a[2], b[2]) for a, b in zip(got, ref))
+    h = read_gmsh(p)
+    for t in (3, 4):                                   # cells come grouped by region, in file order
+        assert np.array_equal(h.cells[h.cell_tags == t], g.cells[g.cell_tags == t])
+    assert "point9" in h.node_sets and h.facet_names["curve7"] == 7
+    assert np.array_equal(np.sort(h.facets[h.facet_tags == 7][0]), [0, 1])

@@ -6,7 +6,7 @@ earlier commit of ``hpcmsm/fem/mesh.py`` loaded side by side in the same process
 
 Writes a Kuhn-split cube of 6 n³ tetrahedra (n = 30: 162 000 P1 tets; ``--degree 2``: 10-node
 tets) with its six facet groups in both formats (4.1 with 7 node blocks), then times, best of
-``--repeat``: ``read_gmsh`` whole, and its phases (sections = split into $-sections, parse = the
+``--repeat``: ``read_gmsh`` whole (and its tracemalloc peak), and its phases (sections = split into $-sections, parse = the
 format's node/element parser, assemble = ordering, orientation, facet matching).  ``--before``: a
 git revision whose mesh.py is imported as a second module (the same package context) and timed
 the same way; results must be identical (checked).  Prints one JSON document.
@@ -51,11 +51,24 @@ def _best(fn, repeat):
     return min(ts), out
 
 
+def _split(M, text):
+    """The sections as read_gmsh splits them (text for $Nodes/$Elements where the code does so)."""
+    if hasattr(M, "_raw_sections"):
+        return {k: v if k in ("Nodes", "Elements") else M._lines(v) for k, v in M._raw_sections(text).items()}
+    return M._sections(text)
+
+
 def _time(M, path, degree, repeat):
+    import tracemalloc
+
     rec = {}
     rec["read_s"], g = _best(lambda: M.read_gmsh(path, degree), repeat)
+    tracemalloc.start()
+    M.read_gmsh(path, degree)
+    rec["read_peak_mb"] = tracemalloc.get_traced_memory()[1] / 2**20     # Python + numpy allocations
+    tracemalloc.stop()
     text = open(path).read()
-    rec["sections_s"], sec = _best(lambda: M._sections(text), repeat)
+    rec["sections_s"], sec = _best(lambda: _split(M, text), repeat)
     parse = M._gmsh4 if text.startswith("$MeshFormat\n4") else M._gmsh2
     rec["parse_s"], r = _best(lambda: parse(sec), repeat)
     rec["assemble_s"], _ = _best(lambda: M._assemble_gmsh(path, *r, {}, degree), repeat)

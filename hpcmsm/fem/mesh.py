@@ -853,13 +853,21 @@ def dual_graph(cell: str, degree: int, cells: np.ndarray):
     corners = cells[:, corner_positions(cell, degree)]
     fl = Element(cell, 1).facet_local_nodes()
     nc = len(cells)
-    keys = np.concatenate([np.sort(corners[:, loc], axis=1) for loc in fl])
-    owner = np.tile(np.arange(nc), len(fl))
+    # facet keys filled in place, int32 when the node ids fit (rank 0's largest partitioning
+    # transient: halved, and no list + concatenate copy)
+    kt = np.int32 if corners.size == 0 or corners.max() < np.iinfo(np.int32).max else np.int64
+    keys = np.empty((len(fl) * nc, len(fl[0])), dtype=kt)
+    for j, loc in enumerate(fl):
+        keys[j * nc:(j + 1) * nc] = np.sort(corners[:, loc], axis=1)
+    del corners
     o = np.lexsort(keys.T)                           # equal facets become neighbours (faster than unique(axis=0))
     ks = keys[o]
+    del keys
     same = np.all(ks[1:] == ks[:-1], axis=1)         # interior facets appear exactly twice
-    del ks, keys
-    a, b = owner[o][:-1][same], owner[o][1:][same]
+    del ks
+    oc = o % nc                                      # the cell of each sorted facet row
+    del o
+    a, b = oc[:-1][same], oc[1:][same]
     A = sp.csr_matrix((np.ones(2 * len(a), dtype=np.int8), (np.r_[a, b], np.r_[b, a])), shape=(nc, nc))
     A.sum_duplicates()
     A.sort_indices()

@@ -6,8 +6,9 @@ earlier commit of ``hpcmsm/fem/mesh.py`` loaded side by side in the same process
 
 Writes a Kuhn-split cube of 6 n³ tetrahedra (n = 30: 162 000 P1 tets; ``--degree 2``: 10-node
 tets) with its six facet groups in both formats (4.1 with 7 node blocks), then times, best of
-``--repeat``: ``read_gmsh`` whole (and its tracemalloc peak), and its phases (sections = split into $-sections, parse = the
-format's node/element parser, assemble = ordering, orientation, facet matching).  ``--before``: a
+``--repeat``: ``read_gmsh`` whole (and its tracemalloc peak), and its phases (sections = split
+into $-sections, parse = the format's node/element parser, assemble = ordering, orientation,
+facet matching).  ``--before``: a
 git revision whose mesh.py is imported as a second module (the same package context) and timed
 the same way; results must be identical (checked).  Prints one JSON document.
 """

@@ -113,19 +113,22 @@ def test_curved_p2_diffusion_orders_and_area(comm, shared_tmp, cell, ns):
 
 
 @pytest.mark.mpi
+@pytest.mark.parametrize("cell,ns", [("quadrilateral", (8, 16, 32)), ("triangle", (8, 16, 32)),
+                                     pytest.param("tetrahedron", (6, 12), marks=pytest.mark.slow)])
 @pytest.mark.parametrize("curved", [True, False])
-def test_curved_q2_elasticity(comm, shared_tmp, curved):
-    """Plane-strain elasticity on the curved Q2 annulus: orders 3/2 with curved cells, lower with
-    straight sides (same radial projection of the Dirichlet data)."""
+def test_curved_elasticity(comm, shared_tmp, cell, ns, curved):
+    """Linear elasticity (plane strain in 2D) on the curved annulus / shell: orders 3/2 with
+    curved cells, lower with straight sides (same radial projection of the Dirichlet data)."""
     from hpcmsm.fem import ElasticityProblem, error_norms, observed_orders
     from hpcmsm.materials.base import LinearElastic
 
-    u, gu, b = elasticity_mms(2)
-    ns = (8, 16, 32)
+    d = 2 if cell in ("triangle", "quadrilateral") else 3
+    u, gu, b = elasticity_mms(d)
     errs = []
     for n in ns:
-        mesh = _read(comm, shared_tmp, (n, n), "quadrilateral", curved)
-        prob = ElasticityProblem(mesh, LinearElastic.isotropic(2, 1.0, 0.3), _bcs(u, 2), body_force=b)
+        nn = (n, n) if d == 2 else (n, n, max(1, n // 2))
+        mesh = _read(comm, shared_tmp, nn, cell, curved)
+        prob = ElasticityProblem(mesh, LinearElastic.isotropic(d, 1.0, 0.3), _bcs(u, d), body_force=b)
         prob.solve(1)
         errs.append(error_norms(prob.space, prob.space.local_array(prob.u), u, gu))
         prob.destroy()

@@ -11,8 +11,8 @@ solution at its radial projection onto its arc (identity for curved nodes, O(h²
 midpoints).  Assertions: curved P2/Q2 give L2/H1 orders 3/2 (±0.1, finest pair); straight-sided P2
 is geometry-limited (measured L2 ≈ 2.0, H1 ≈ 1.7 → 1.5) and asserted clearly below; the exact
 area/volume 3π/4 is integrated to O(h⁴) with curved cells (O(h²) with chords); det J is checked
-at the quadrature points, so a P2 cell folded by its midside node is rejected although its
-corners are positively oriented.  All at 1, 2, 3 ranks (distributed Gmsh read)."""
+at the quadrature points and the element nodes, so a P2/Q2 cell folded by its midside node is
+rejected although its corners are positively oriented.  All at 1, 2, 3 ranks (distributed Gmsh read)."""
 import os
 
 import numpy as np
@@ -146,9 +146,9 @@ def test_curved_elasticity(comm, shared_tmp, cell, ns, curved):
 def test_folded_curved_cell_rejected(comm, shared_tmp, cell):
     """A midside node pulled along its edge towards a vertex folds the P2/Q2 map next to that vertex
     (the corners stay a positively oriented cell).  Pulled to 0.98 of the edge, det J < 0 at
-    quadrature points: the function space rejects the distributed mesh (InputError on every rank).
-    Pulled to 0.92, the Q2 fold lies between the 3x3 Gauss points (det J > 0 at all of them, < 0
-    at the vertex): the Gmsh reader's nodal check rejects the file.  The unfolded curved mesh passes."""
+    quadrature points.  Pulled to 0.92, the Q2 fold lies between the 3x3 Gauss points (det J > 0 at
+    all of them, < 0 at the vertex).  Both folds are rejected (InputError on every rank) by the
+    Gmsh reader's nodal check and by the function space, which checks the element nodes as well.  The unfolded curved mesh passes."""
     from hpcmsm.fem.elements import Element
     from hpcmsm.fem.mesh import corner_positions, distribute, read_mesh, write_gmsh2
     from hpcmsm.fem.space import FunctionSpace, det_inv
@@ -173,11 +173,12 @@ def test_folded_curved_cell_rejected(comm, shared_tmp, cell):
         assert detn.min() < 0                                       # really folded
         if frac == 0.98:
             assert detq.min() < 0
-            mesh = distribute(comm, g if comm.rank == 0 else None)
-            with pytest.raises(InputError, match="inverted or degenerate"):
-                FunctionSpace(mesh, 1)
         elif cell == "quadrilateral":
             assert detq.min() > 0                                   # invisible at the Gauss points
+        # a mesh built in code (no reader involved): the function space checks the nodes too
+        mesh = distribute(comm, g if comm.rank == 0 else None)
+        with pytest.raises(InputError, match="inverted, degenerate or folded"):
+            FunctionSpace(mesh, 1)
         path = os.path.join(shared_tmp, f"fold_{cell}_{frac}.msh")
         if comm.rank == 0:
             write_gmsh2(path, g)

@@ -245,6 +245,44 @@ def scatter_add(vals, cb, sd, so, own, cells, Ke, cids, bs, bcf, bcv, acc, iface
             Kout[iface_idx[k]] = K
 
 
+@njit(cache=True, nogil=True, fastmath=_FM, error_model="numpy", inline="always")
+def _hex8_point(X, dN, qw, q, gT):
+    """Q1 hexahedron geometry at quadrature point q: the physical gradients of the 8 shape
+    functions into gT[q] (i, a) and the weight w|J| returned; J and its inverse in scalars
+    (registers), literal trip counts so LLVM unrolls them.  Inlined into both hex8 kernels."""
+    j00 = j01 = j02 = j10 = j11 = j12 = j20 = j21 = j22 = 0.0
+    for a in range(8):
+        x0, x1, x2 = X[a, 0], X[a, 1], X[a, 2]
+        d0, d1, d2 = dN[q, a, 0], dN[q, a, 1], dN[q, a, 2]
+        j00 += x0 * d0
+        j01 += x0 * d1
+        j02 += x0 * d2
+        j10 += x1 * d0
+        j11 += x1 * d1
+        j12 += x1 * d2
+        j20 += x2 * d0
+        j21 += x2 * d1
+        j22 += x2 * d2
+    c00 = j11 * j22 - j12 * j21
+    c01 = j12 * j20 - j10 * j22
+    c02 = j10 * j21 - j11 * j20
+    det = j00 * c00 + j01 * c01 + j02 * c02
+    r = 1.0 / det
+    i00, i10, i20 = c00 * r, c01 * r, c02 * r
+    i01 = (j02 * j21 - j01 * j22) * r
+    i11 = (j00 * j22 - j02 * j20) * r
+    i21 = (j01 * j20 - j00 * j21) * r
+    i02 = (j01 * j12 - j02 * j11) * r
+    i12 = (j02 * j10 - j00 * j12) * r
+    i22 = (j00 * j11 - j01 * j10) * r
+    for a in range(8):
+        d0, d1, d2 = dN[q, a, 0], dN[q, a, 1], dN[q, a, 2]
+        gT[q, 0, a] = d0 * i00 + d1 * i10 + d2 * i20
+        gT[q, 1, a] = d0 * i01 + d1 * i11 + d2 * i21
+        gT[q, 2, a] = d0 * i02 + d1 * i12 + d2 * i22
+    return det * qw[q]
+
+
 @njit(cache=True, nogil=True, fastmath=_FM, error_model="numpy")
 def _iso_ke_hex8(X, dN, qw, gT, w, lam, mu, M, Ke, fill):
     """Q1 hexahedron (8 nodes, 3D), isotropic: geometry into gT (q, i, a) and w (q,), the six
@@ -255,37 +293,7 @@ def _iso_ke_hex8(X, dN, qw, gT, w, lam, mu, M, Ke, fill):
     counts throughout so LLVM unrolls them.  fill=False stops after M."""
     nq = dN.shape[0]
     for q in range(nq):
-        j00 = j01 = j02 = j10 = j11 = j12 = j20 = j21 = j22 = 0.0
-        for a in range(8):
-            x0, x1, x2 = X[a, 0], X[a, 1], X[a, 2]
-            d0, d1, d2 = dN[q, a, 0], dN[q, a, 1], dN[q, a, 2]
-            j00 += x0 * d0
-            j01 += x0 * d1
-            j02 += x0 * d2
-            j10 += x1 * d0
-            j11 += x1 * d1
-            j12 += x1 * d2
-            j20 += x2 * d0
-            j21 += x2 * d1
-            j22 += x2 * d2
-        c00 = j11 * j22 - j12 * j21
-        c01 = j12 * j20 - j10 * j22
-        c02 = j10 * j21 - j11 * j20
-        det = j00 * c00 + j01 * c01 + j02 * c02
-        r = 1.0 / det
-        i00, i10, i20 = c00 * r, c01 * r, c02 * r
-        i01 = (j02 * j21 - j01 * j22) * r
-        i11 = (j00 * j22 - j02 * j20) * r
-        i21 = (j01 * j20 - j00 * j21) * r
-        i02 = (j01 * j12 - j02 * j11) * r
-        i12 = (j02 * j10 - j00 * j12) * r
-        i22 = (j00 * j11 - j01 * j10) * r
-        w[q] = det * qw[q]
-        for a in range(8):
-            d0, d1, d2 = dN[q, a, 0], dN[q, a, 1], dN[q, a, 2]
-            gT[q, 0, a] = d0 * i00 + d1 * i10 + d2 * i20
-            gT[q, 1, a] = d0 * i01 + d1 * i11 + d2 * i21
-            gT[q, 2, a] = d0 * i02 + d1 * i12 + d2 * i22
+        w[q] = _hex8_point(X, dN, qw, q, gT)
     p = 0
     for i in range(3):
         for j in range(i, 3):
@@ -460,38 +468,8 @@ def _tangent_ke_hex8(X, dN, qw, D, n, sym, mK, mT, mC, gT, w, cD, DB, Ke):
     with the eight b-sums in registers (4x faster than the generic kernel); if D[n] is symmetric
     only i <= j (K_ji = K_ijᵀ).  Needs d = 3 (three Mandel rows per component)."""
     for q in range(8):
-        j00 = j01 = j02 = j10 = j11 = j12 = j20 = j21 = j22 = 0.0
-        for a in range(8):
-            x0, x1, x2 = X[a, 0], X[a, 1], X[a, 2]
-            d0, d1, d2 = dN[q, a, 0], dN[q, a, 1], dN[q, a, 2]
-            j00 += x0 * d0
-            j01 += x0 * d1
-            j02 += x0 * d2
-            j10 += x1 * d0
-            j11 += x1 * d1
-            j12 += x1 * d2
-            j20 += x2 * d0
-            j21 += x2 * d1
-            j22 += x2 * d2
-        c00 = j11 * j22 - j12 * j21
-        c01 = j12 * j20 - j10 * j22
-        c02 = j10 * j21 - j11 * j20
-        det = j00 * c00 + j01 * c01 + j02 * c02
-        r = 1.0 / det
-        i00, i10, i20 = c00 * r, c01 * r, c02 * r
-        i01 = (j02 * j21 - j01 * j22) * r
-        i11 = (j00 * j22 - j02 * j20) * r
-        i21 = (j01 * j20 - j00 * j21) * r
-        i02 = (j01 * j12 - j02 * j11) * r
-        i12 = (j02 * j10 - j00 * j12) * r
-        i22 = (j00 * j11 - j01 * j10) * r
-        wq = det * qw[q]
+        wq = _hex8_point(X, dN, qw, q, gT)
         w[q] = wq
-        for a in range(8):
-            d0, d1, d2 = dN[q, a, 0], dN[q, a, 1], dN[q, a, 2]
-            gT[q, 0, a] = d0 * i00 + d1 * i10 + d2 * i20
-            gT[q, 1, a] = d0 * i01 + d1 * i11 + d2 * i21
-            gT[q, 2, a] = d0 * i02 + d1 * i12 + d2 * i22
         # cD[k, j, l] = w Σ_t [mT[j,t] = l] D[k, mK[j,t]] mC[j,t]
         for k in range(6):
             for j in range(3):

@@ -29,11 +29,11 @@ Work sharing on a group communicator of g ranks: every rank updates the material
 element matrices for its block of voxels (the expensive part for plasticity), the assembled
 matrix/residual are summed over the group, and group rank 0 factorizes (PETSc sparse Cholesky,
 AMD ordering, prefix ``micro_``; dense LAPACK for small 3D cells) and broadcasts the
-correction.  The linear solve itself is therefore not distributed: right for the 2D/small-3D
-RVEs FE² uses.  :class:`hpcmsm.homogenization.RVEProblem` runs the same Newton with distributed
-DMDA/KSP linear algebra (small strain, PBC/KUBC), but does not yet implement this micro-model
-protocol (flat rank-independent state, warm start, finite strain), so the FE² pool cannot use it
-for huge 3D RVEs (documented limitation).
+correction.  The linear solve itself is therefore not distributed: right for 2D and small-3D
+RVEs.  For 3D cells from about 8³ on, :class:`hpcmsm.fe2.rve_dist.DistributedRVE`
+(``[micro] solver = "distributed"``) runs the same Newton on the distributed DMDA/KSP backend
+:class:`hpcmsm.homogenization.RVEProblem`, with the same flat state layout (small strain,
+PBC/KUBC).
 
 Finite strain (chosen when every phase has ``kind == "finite"``; mixing kinds is an InputError):
 the same machinery with the deformation gradient as the strain measure.  x = F̄X + w, the "strain"

@@ -5,7 +5,8 @@ shared cell Newton (:func:`hpcmsm.homogenization.newton.cell_newton`) with
 :class:`hpcmsm.homogenization.rve.RVEProblem` as linear algebra: every rank of the RVE group owns
 a box of DMDA node rows, the micro tangent is a distributed PETSc matrix and every linear solve
 (Newton corrections and the m condensation solves) is a Krylov solve (prefix ``micro_``, default
-GMRES + GAMG with the rigid-body near-nullspace, relative tolerance 1e-12).  Nothing is gathered
+GMRES + unsmoothed-aggregation GAMG with the rigid-body near-nullspace, relative tolerance 1e-12,
+:data:`DEFAULT_OPTIONS`).  Nothing is gathered
 to one rank except the flat state (below), so the RVE size is limited by the group's memory, not
 one rank's factorization.
 
@@ -43,11 +44,13 @@ from ..errors import ConvergenceError, InputError
 from ..homogenization.newton import cell_newton, hill_mandel
 from .micro import dissipation, energy, pack_state, state_fields, unpack_state
 
-#: default Krylov method of the distributed RVE (see docs/fe2.md "Large RVEs"): GMRES because the
-#: GAMG V-cycle (Chebyshev smoothing with estimated bounds) is not a symmetric operator, which
-#: breaks CG on J2 tangents with weak hardening
+#: default Krylov method of the distributed RVE (measured choice, see docs/fe2.md "Large RVEs"):
+#: CG + GAMG stops with KSP_DIVERGED_INDEFINITE_PC on plastic J2 tangents (12³, H = 0: after the
+#: first plastic step), so GMRES; smoothed aggregation stalls at 1000 GMRES iterations on the
+#: nearly singular tangent of a perfectly plastic matrix (16³, H = 0, 0.8 % strain) while plain
+#: (unsmoothed) aggregation converges there in ~60 iterations per solve
 DEFAULT_OPTIONS = {"ksp_type": "gmres", "ksp_gmres_restart": 100, "pc_type": "gamg",
-                   "ksp_rtol": 1e-12, "ksp_atol": 1e-50, "ksp_max_it": 1000}
+                   "pc_gamg_agg_nsmooths": 0, "ksp_rtol": 1e-12, "ksp_atol": 1e-50, "ksp_max_it": 1000}
 
 
 class DistributedRVE:
@@ -275,9 +278,10 @@ class DistributedRVE:
             starts.insert(0, (wg, self.chi @ (E - guess[:self.m])))
         try:
             res = cell_newton(self, E, starts, rtol=self.rtol, max_iterations=self.max_iterations)
-        except ConvergenceError:       # a diverged Krylov solve: collective (same reason on every rank)
+        except ConvergenceError as exc:   # a diverged Krylov solve: collective (same reason on every rank)
+            self.last_error = str(exc)
             info = dict(converged=False, iterations=self.max_iterations, plastic=0.0, psi=0.0,
-                        dissipation=0.0, hill_mandel=0.0, peeq=0.0, reused=False)
+                        dissipation=0.0, hill_mandel=0.0, peeq=0.0, reused=False, residuals=[])
             return np.zeros(self.m), self.C_elastic.copy(), state.copy(), info
         ev = res.ev
         C = res.C if res.converged else self.C_elastic.copy()

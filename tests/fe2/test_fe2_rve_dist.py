@@ -42,12 +42,19 @@ def _step(model, E, state, reuse=True):
     return r if r is not None else model.solve(E, state)
 
 
+MUMPS = {"ksp_type": "preonly", "pc_type": "cholesky", "pc_factor_mat_solver_type": "mumps"}
+
+
 @pytest.mark.mpi
-@pytest.mark.parametrize("d,n,bc", [(2, 8, "periodic"), (2, 6, "kubc"), (3, 4, "periodic")])
-def test_distributed_equals_direct_rve_on_a_j2_path(comm, d, n, bc):
-    lab, mats = _composite(d, n)
+@pytest.mark.parametrize("d,n,bc,H,opts", [(2, 8, "periodic", 50.0, None), (2, 6, "kubc", 50.0, None),
+                                           (3, 4, "periodic", 50.0, None), (3, 6, "periodic", 0.0, None),
+                                           (3, 4, "kubc", 50.0, MUMPS)])
+def test_distributed_equals_direct_rve_on_a_j2_path(comm, d, n, bc, H, opts):
+    """Default GMRES + GAMG, and MUMPS through [petsc.micro] options.  H = 0: perfectly plastic
+    matrix (nearly singular tangent; CG + GAMG fails there)."""
+    lab, mats = _composite(d, n, H)
     ref = VoxelRVE(lab, mats, MPI.COMM_SELF, bc=bc)
-    dist = DistributedRVE(lab, mats, comm, bc=bc)
+    dist = DistributedRVE(lab, mats, comm, bc=bc, petsc_options=opts)
     assert dist.state_size == ref.state_size
     Cel = ref.elastic_tangent()
     assert np.allclose(dist.elastic_tangent(), Cel, rtol=0, atol=1e-10 * abs(Cel).max())

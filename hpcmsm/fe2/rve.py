@@ -628,12 +628,13 @@ class VoxelRVE:
             elif "alpha" in mats_new[k]:
                 peeq[loc] = mats_new[k]["alpha"]
                 plast[loc] = mats_new[k]["alpha"] > mats_old[k]["alpha"]
+        mag = np.linalg.norm(sig, axis=1) * np.linalg.norm(eps, axis=1)
         loc_sums = np.concatenate([wq @ sig, [wq @ np.einsum("qi,qi->q", sig, eps), wq @ psi, wq @ dis,
-                                              wq @ peeq, wq @ plast]])
+                                              wq @ peeq, wq @ plast, wq @ mag]])
         tot = self._sum(loc_sums)
         S = tot[:self.m]
-        sde, psi_, dis_, peeq_, pl_ = tot[self.m:]
-        hm = hill_mandel(sde, S, E)
+        sde, psi_, dis_, peeq_, pl_, mag_ = tot[self.m:]
+        hm = hill_mandel(sde, S, E, mag_)
         return S, dict(hill_mandel=float(hm), psi=float(psi_), dissipation=float(dis_),
                        peeq=float(peeq_), plastic=float(pl_))
 

@@ -222,8 +222,9 @@ class DistributedRVE:
         """Σ, Hill–Mandel residual and energies over the owned elements (one reduction)."""
         p, m = self.prob, self.m
         nel = eps.shape[0]
-        extra = np.zeros((nel, self.nq, 5))        # σ:ε, ψ, dissipation, peeq, yielding
+        extra = np.zeros((nel, self.nq, 6))        # σ:ε, ψ, dissipation, peeq, yielding, |σ||ε|
         extra[..., 0] = np.einsum("eqm,eqm->eq", sig, eps)
+        extra[..., 5] = np.linalg.norm(sig, axis=-1) * np.linalg.norm(eps, axis=-1)
         for k, mat in enumerate(self.materials):
             ids = p.phase_elems[k]
             if not len(ids):
@@ -235,11 +236,11 @@ class DistributedRVE:
                 cols += [pe, pe > mat.plastic_strain_eq(old[k])]
             else:
                 cols += [np.zeros(len(x)), np.zeros(len(x))]
-            extra[ids, :, 1:] = np.stack(cols, axis=-1).reshape(len(ids), self.nq, 4)
+            extra[ids, :, 1:5] = np.stack(cols, axis=-1).reshape(len(ids), self.nq, 4)
         tot = p._average(np.concatenate([sig, extra], axis=-1))
         S = tot[:m]
-        sde, psi, dis, peeq, pl = tot[m:]
-        return S, dict(hill_mandel=hill_mandel(sde, S, E), psi=float(psi), dissipation=float(dis),
+        sde, psi, dis, peeq, pl, mag = tot[m:]
+        return S, dict(hill_mandel=hill_mandel(sde, S, E, mag), psi=float(psi), dissipation=float(dis),
                        peeq=float(peeq), plastic=float(pl))
 
     def try_elastic(self, E, state):

@@ -44,9 +44,12 @@ class NewtonResult:
     residuals: list = field(default_factory=list)
 
 
-def hill_mandel(work: float, S: np.ndarray, E: np.ndarray) -> float:
-    """Relative Hill–Mandel residual |⟨σ:ε⟩ − Σ:E| / (|Σ||E|) (or ⟨P:F⟩ − P̄:F̄ at finite strain)."""
-    return float(abs(work - S @ E) / max(np.linalg.norm(S) * np.linalg.norm(E), 1e-300))
+def hill_mandel(work: float, S: np.ndarray, E: np.ndarray, scale: float = 0.0) -> float:
+    """Relative Hill–Mandel residual |⟨σ:ε⟩ − Σ:E| / max(|Σ||E|, ⟨|σ||ε|⟩) (or ⟨P:F⟩ − P̄:F̄ at finite
+    strain).  ``scale`` = ⟨|σ||ε|⟩ keeps the ratio meaningful when |Σ||E| vanishes while the micro
+    fields do not (unloaded to E = 0 with residual stresses): then both sides are ~0 at round-off."""
+    den = max(np.linalg.norm(S) * np.linalg.norm(E), float(scale), 1e-300)
+    return float(abs(work - S @ E) / den)
 
 
 def _iterate(backend, E, w_base, dw0, *, rtol, max_iterations, reference, max_cuts):

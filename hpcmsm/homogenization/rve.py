@@ -444,7 +444,8 @@ class RVEProblem:
         sigma = self._average(ev.stress)
         eps = self._average(ev.strain)
         work = self._average(np.einsum("eqm,eqm->eq", ev.stress, ev.strain))
-        info.hill_mandel.append(hill_mandel(work, sigma, eps))
+        mag = self._average(np.linalg.norm(ev.stress, axis=-1) * np.linalg.norm(ev.strain, axis=-1))
+        info.hill_mandel.append(hill_mandel(work, sigma, eps, mag))
         self.last_info = info
         return sigma, res.C, ev.new_state, info
 

@@ -89,6 +89,19 @@ class _SerialComm:
         return [x]
 
 
+def check_voxel_grid(phases: np.ndarray, materials: list) -> int:
+    """Validate a voxel phase array against its phase materials (clear InputErrors); returns d."""
+    d = phases.ndim
+    if d not in (2, 3) or len(set(phases.shape)) != 1:
+        raise InputError(f"RVE: phases must be an n^2 or n^3 voxel array, got shape {phases.shape}")
+    if phases.min() < 0 or phases.max() >= len(materials):
+        raise InputError(f"RVE: phase labels must be in 0..{len(materials) - 1}")
+    for k, mat in enumerate(materials):
+        if mat.dim != d:
+            raise InputError(f"RVE: material of phase {k} is {mat.dim}D but the voxel grid is {d}D")
+    return d
+
+
 class VoxelRVE:
     """Periodic voxel cell with one material per phase; a micro model for :mod:`hpcmsm.fe2.pool`.
 
@@ -105,14 +118,7 @@ class VoxelRVE:
                  rtol: float = 1e-10, max_iterations: int = 25, prefix: str = "micro_",
                  petsc_options: dict | None = None, dense_limit: int = 1100):
         phases = np.asarray(phases)
-        d = phases.ndim
-        if d not in (2, 3) or len(set(phases.shape)) != 1:
-            raise InputError(f"RVE: phases must be an n^2 or n^3 voxel array, got shape {phases.shape}")
-        if phases.min() < 0 or phases.max() >= len(materials):
-            raise InputError(f"RVE: phase labels must be in 0..{len(materials) - 1}")
-        for k, mat in enumerate(materials):
-            if mat.dim != d:
-                raise InputError(f"RVE: material of phase {k} is {mat.dim}D but the voxel grid is {d}D")
+        d = check_voxel_grid(phases, materials)
         if bc not in ("periodic", "kubc", "tubc"):
             raise InputError(f"RVE: unknown boundary condition {bc!r} (periodic, kubc or tubc)")
         kinds = [getattr(mat, "kind", "small") for mat in materials]

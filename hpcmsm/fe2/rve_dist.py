@@ -71,12 +71,10 @@ class DistributedRVE:
         from ..homogenization.microstructure import Microstructure
         from ..homogenization.rve import RVEProblem
 
+        from .rve import check_voxel_grid
+
         phases = np.asarray(phases)
-        d = phases.ndim
-        if d not in (2, 3) or len(set(phases.shape)) != 1:
-            raise InputError(f"RVE: phases must be an n^2 or n^3 voxel array, got shape {phases.shape}")
-        if phases.min() < 0 or phases.max() >= len(materials):
-            raise InputError(f"RVE: phase labels must be in 0..{len(materials) - 1}")
+        d = check_voxel_grid(phases, materials)
         kinds = {getattr(mat, "kind", "small") for mat in materials}
         if kinds != {"small"}:
             raise InputError("RVE solver 'distributed' is small strain only (its DMDA backend has no "

@@ -179,3 +179,7 @@ def test_distributed_solver_input_errors():
         DistributedRVE(np.zeros((4, 4), int), [NeoHookean(2, 1e3, 0.3)], MPI.COMM_SELF)
     with pytest.raises(InputError, match="periodic or kubc"):
         DistributedRVE(np.zeros((4, 4), int), [LinearElastic.isotropic(2, 1e3, 0.3)], MPI.COMM_SELF, bc="tubc")
+    with pytest.raises(InputError, match="3D but the voxel grid is 2D"):      # same checks as VoxelRVE
+        DistributedRVE(np.zeros((4, 4), int), [LinearElastic.isotropic(3, 1e3, 0.3)], MPI.COMM_SELF)
+    with pytest.raises(InputError, match="phase labels"):
+        DistributedRVE(np.full((4, 4), 2), [LinearElastic.isotropic(2, 1e3, 0.3)], MPI.COMM_SELF)

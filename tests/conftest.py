@@ -66,6 +66,11 @@ def comm():
 @pytest.fixture(autouse=True)
 def _sync_ranks():
     yield
+    # a stop request is process state (hpcmsm.signals): one test's stop (e.g. a driver's
+    # deterministic-kill hook) must not leak into the next test run in the same process
+    from hpcmsm import signals
+
+    signals.reset()
     from mpi4py import MPI
 
     if MPI.COMM_WORLD.size > 1:

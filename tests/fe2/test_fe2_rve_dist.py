@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from mpi4py import MPI
 
+from hpcmsm import signals
 from hpcmsm.config import from_dict
 from hpcmsm.errors import ConfigError, InputError
 from hpcmsm.fe2.inputs import FE2Input
@@ -155,6 +156,7 @@ def test_fe2_distributed_equals_direct_and_restarts_across_group_sizes(comm, sha
         part = run_fe2(_cfg(out, micro=dist, pool={"group_size": comm.size}), comm, quiet=True)
     finally:
         del os.environ["HPCMSM_FE2_STOP_AFTER"]
+        signals.reset()                  # the hook's stop request must not stop the restart
     assert part.get("stopped")
     s2 = run_fe2(_cfg(out, micro=dist, pool={"group_size": 1}), comm, quiet=True, restart=True)
     c = _history(s2)

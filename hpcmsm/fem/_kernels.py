@@ -541,8 +541,8 @@ def elastic_system(vals, cb, sd, so, own, points, cells, N, dN, qw, cids, lam, m
     D (len(cids), nq, m, m) —, body-force vector Σ_q N_a f_q w|J| (fq (len(cids) | 1 | 0, nq, d):
     per point, constant, none), symmetric Dirichlet elimination (bcf/bcv per local dof, empty: none),
     scatter into the owned rows of vals and the local vector acc (owned + ghost dofs).
-    Interface cells (iface_idx[n] >= 0) copy their element matrix to Kout[iface_idx[n]] for PETSc's
-    stash (rows owned by other ranks)."""
+    Interface cells (iface_idx[n] >= 0) copy their element matrix to Kout[iface_idx[n]]; its entries of
+    rows owned by other ranks go to their owners through FunctionSpace._iface_exchange."""
     nq, nen, d = dN.shape
     nd = nen * d
     iso = D.shape[0] == 0

@@ -8,8 +8,8 @@ as (ncell, ndof_e, ndof_e) arrays; entries of owned rows are summed with ``np.bi
 into the value arrays PETSc's AIJ matrix itself uses (created with the ``...WithArrays``
 constructors, diagonal and off-diagonal blocks in one buffer; positions precomputed once from the
 node graph), so there is no CSR copy and no row-by-row insertion; the few entries of rows owned by
-another rank (cells on the partition interface) go through one ``MatSetValuesRCV`` call and
-PETSc's stash.
+another rank (cells on the partition interface) go to their owners through a fixed exchange
+planned once with the structure (:meth:`FunctionSpace._iface_plan`), not through PETSc's stash.
 Vectors are summed into a ghosted local array and scattered back with ``ADD_VALUES``.
 """
 from __future__ import annotations
@@ -500,8 +500,8 @@ class FunctionSpace:
         else:
             vals = np.zeros(s["nnz"])
         fast = _kernels.enabled()
-        ctx = dict(vals=vals, iface_R=[], iface_Rr=[], iface_V=[], bcf=bcf, bcv=bcv, acc=acc)
-        plan = self._iface_plan()
+        ctx = dict(vals=vals, bcf=bcf, bcv=bcv, acc=acc)
+        plan = self._iface_plan()         # None on one rank: no interface cells there
         if plan is not None:
             ctx["iface_plan"] = plan
             ctx["iface_buf"] = np.zeros((plan["ncells"], self.ndofe, self.ndofe))
@@ -538,12 +538,6 @@ class FunctionSpace:
                            addv=PETSc.InsertMode.ADD)
             if len(oJ):
                 A.setValuesCSR(oI, oJ, vals[s["nnz_d"]:], addv=PETSc.InsertMode.ADD)
-        if ctx["iface_R"]:
-            # rows owned here carry index -1 (MatSetValues ignores negative indices): only the
-            # other ranks' rows go to the stash, no search-and-add of zeros into owned rows
-            C = np.concatenate(ctx["iface_R"]).astype(PETSc.IntType)
-            R = np.concatenate(ctx["iface_Rr"]).astype(PETSc.IntType)
-            A.setValuesRCV(R, C, np.concatenate(ctx["iface_V"]), addv=PETSc.InsertMode.ADD)
         A.assemble()
         if b is not None:
             with b.localForm() as loc:
@@ -608,20 +602,15 @@ class FunctionSpace:
         return np.asarray(sl, dtype=np.int64)
 
     def _iface_rows(self, cids, Ke_iface, ctx):
-        """Element matrices of interface cells ``cids``: their entries in rows owned by other ranks
-        go to the owners through the exchange plan (:meth:`_iface_plan`), else PETSc's stash."""
-        if len(cids) and ctx.get("iface_buf") is not None:
+        """Element matrices of interface cells ``cids`` (which exist only on more than one rank):
+        summed into the exchange buffer; their entries in rows owned by other ranks go to the
+        owners in :meth:`_iface_exchange`."""
+        if len(cids):
             buf, at = ctx["iface_buf"], ctx["iface_plan"]["cell_pos"][cids]
             if len(np.unique(at)) == len(at):
                 buf[at] += Ke_iface
             else:                         # a block listing a cell twice: unbuffered sum
                 np.add.at(buf, at, Ke_iface)
-        elif len(cids):
-            own = np.repeat(self._structure()["own"][cids], self.bs, axis=1)     # (c, ndof_e)
-            cg = self.cell_dofs_global[cids]
-            ctx["iface_R"].append(cg)
-            ctx["iface_Rr"].append(np.where(own, -1, cg))
-            ctx["iface_V"].append(Ke_iface)
 
     def _iface_index(self, cids):
         iface = self.mesh.interface[cids]

@@ -725,11 +725,7 @@ class ElasticBlock:
         fq = self.point_force(sp, len(cids)) if want_vector else None
         for s in range(0, len(cids), sp.chunk):
             c = cids[s:s + sp.chunk]
-            X = sp.mesh.points[sp.mesh.cells[c]]
-            J = np.matmul(X.transpose(0, 2, 1)[:, None], sp.dN[None])
-            det, invJ = det_inv(J)
-            dNdx = np.matmul(sp.dN[None], invJ)
-            w = det * sp.qwts
+            _, dNdx, w = sp.geometry(c)
             if self.D is None:
                 Ke = forms.stiffness_isotropic(dNdx, self.lam, self.mu, w)
             else:

@@ -109,21 +109,7 @@ def _cell_geometry(X, dN, qw, g, w):
             inv[0, 1] = -J[0, 1] / det
             inv[1, 0] = -J[1, 0] / det
             inv[1, 1] = J[0, 0] / det
-        elif d == 3:
-            c00 = J[1, 1] * J[2, 2] - J[1, 2] * J[2, 1]
-            c01 = J[1, 2] * J[2, 0] - J[1, 0] * J[2, 2]
-            c02 = J[1, 0] * J[2, 1] - J[1, 1] * J[2, 0]
-            det = J[0, 0] * c00 + J[0, 1] * c01 + J[0, 2] * c02
-            inv[0, 0] = c00 / det
-            inv[1, 0] = c01 / det
-            inv[2, 0] = c02 / det
-            inv[0, 1] = (J[0, 2] * J[2, 1] - J[0, 1] * J[2, 2]) / det
-            inv[1, 1] = (J[0, 0] * J[2, 2] - J[0, 2] * J[2, 0]) / det
-            inv[2, 1] = (J[0, 1] * J[2, 0] - J[0, 0] * J[2, 1]) / det
-            inv[0, 2] = (J[0, 1] * J[1, 2] - J[0, 2] * J[1, 1]) / det
-            inv[1, 2] = (J[0, 2] * J[1, 0] - J[0, 0] * J[1, 2]) / det
-            inv[2, 2] = (J[0, 0] * J[1, 1] - J[0, 1] * J[1, 0]) / det
-        else:
+        else:           # d == 1 (d == 3 returned above)
             det = J[0, 0]
             inv[0, 0] = 1.0 / det
         dmin = min(dmin, det)

@@ -293,11 +293,8 @@ def read_gmsh(path: str, degree: int = 1) -> GlobalMesh:
     except (OSError, UnicodeDecodeError) as e:
         raise InputError(f"mesh file {path}: cannot read as ASCII Gmsh ({e})") from None
     try:
-        raw = _raw_sections(text)
+        sec = _split_sections(text)
         del text
-        # small sections as lists of lines; $Nodes/$Elements stay text (each parsed as one token
-        # stream: line lists of a large file cost ~6x the file on rank 0)
-        sec = {k: _lines(v) for k, v in raw.items() if k not in ("Nodes", "Elements")}
         if "MeshFormat" not in sec:
             raise ValueError("no $MeshFormat section")
         head = sec["MeshFormat"][0].split()
@@ -308,16 +305,13 @@ def read_gmsh(path: str, degree: int = 1) -> GlobalMesh:
         for line in sec.get("PhysicalNames", [])[1:]:
             dim_s, tag_s, nm = line.split(maxsplit=2)
             names[(int(dim_s), int(tag_s))] = nm.strip().strip('"')
-        big = [k for k in ("Nodes", "Elements") if k in raw]
         if version.startswith("2"):
-            sec.update({k: raw.pop(k) for k in big})
             ids, xyz, blocks = _gmsh2(sec)
         elif version.startswith("4"):
-            sec.update({k: raw.pop(k) for k in big})
             ids, xyz, blocks = _gmsh4(sec)
         else:
             raise ValueError(f"unsupported .msh version {version}")
-        del sec, raw                          # free the text before the cell/facet tables are built
+        del sec                               # free the text before the cell/facet tables are built
     except InputError:
         raise
     except Exception as e:
@@ -325,26 +319,11 @@ def read_gmsh(path: str, degree: int = 1) -> GlobalMesh:
     return _assemble_gmsh(path, ids, xyz, blocks, names, degree)
 
 
-def _sections(text: str) -> dict:
-    sec, cur, buf = {}, None, []
-    for line in text.splitlines():
-        s = line.strip()
-        if s.startswith("$End"):
-            sec[cur] = buf
-            cur, buf = None, []
-        elif s.startswith("$"):
-            cur, buf = s[1:], []
-        elif cur is not None and s:
-            buf.append(s)
-    return sec
-
-
 _SECTION = re.compile(r"^[ \t]*\$(\w+)[ \t]*\r?$", re.M)
 
 
 def _raw_sections(text: str) -> dict:
-    """Section name -> its text between ``$Name`` and ``$EndName`` (what :func:`_sections` splits
-    into lines, without building the lines)."""
+    """Section name -> its text between ``$Name`` and ``$EndName``."""
     sec, cur, start = {}, None, 0
     for m in _SECTION.finditer(text):
         name = m.group(1)
@@ -359,6 +338,13 @@ def _raw_sections(text: str) -> dict:
 
 def _lines(text: str) -> list:
     return [t for t in (line.strip() for line in text.splitlines()) if t]
+
+
+def _split_sections(text: str) -> dict:
+    """The sections as :func:`read_gmsh` parses them: small ones as lists of non-empty stripped
+    lines; $Nodes/$Elements stay text (each parsed as one token stream: line lists of a large file
+    cost ~6x the file on rank 0)."""
+    return {k: v if k in ("Nodes", "Elements") else _lines(v) for k, v in _raw_sections(text).items()}
 
 
 def _gmsh2(sec):

@@ -11,6 +11,21 @@ import pytest
 from hpcmsm.errors import InputError
 
 
+def _sections(text):
+    """The former line-by-line section splitter (reference; the parsers accept line lists too)."""
+    sec, cur, buf = {}, None, []
+    for line in text.splitlines():
+        s = line.strip()
+        if s.startswith("$End"):
+            sec[cur] = buf
+            cur, buf = None, []
+        elif s.startswith("$"):
+            cur, buf = s[1:], []
+        elif cur is not None and s:
+            buf.append(s)
+    return sec
+
+
 def _gmsh4_lines(sec):
     """The line-by-line 4.1 parser this release replaced (reference implementation)."""
     ent = sec.get("Entities", [])
@@ -45,11 +60,11 @@ def _gmsh4_lines(sec):
 
 
 def _same_parse(path):
-    from hpcmsm.fem.mesh import _gmsh4, _lines, _raw_sections, _sections
+    from hpcmsm.fem.mesh import _gmsh4, _split_sections
 
     text = open(path).read()
     sec = _sections(text)
-    raw = {k: v if k in ("Nodes", "Elements") else _lines(v) for k, v in _raw_sections(text).items()}
+    raw = _split_sections(text)
     assert set(raw) == set(sec)
     a, b, c = _gmsh4(sec), _gmsh4_lines(sec), _gmsh4(raw)        # lines, reference, text (read_gmsh's path)
     for x, y in zip(a[:2], c[:2]):
@@ -218,7 +233,7 @@ def test_gmsh22_run_walk_matches_line_parser(tmp_path):
     """2.2 element lines are cut by runs of equal (type, number of tags): runs of points, lines
     with 2 and 3 tags, triangles alternating between two physical groups, and a run longer than
     the first 4096-row window — same blocks as the per-line reference, and read_gmsh agrees."""
-    from hpcmsm.fem.mesh import _gmsh2, _lines, _raw_sections, _sections, box_global, read_gmsh, write_gmsh2
+    from hpcmsm.fem.mesh import _gmsh2, _split_sections, box_global, read_gmsh, write_gmsh2
 
     g = box_global((60, 40), cell="triangle")                     # 4800 triangles: > one window
     g.cell_tags = np.where(np.arange(len(g.cells)) % 2, 4, 3).astype(np.int32)
@@ -234,7 +249,7 @@ def test_gmsh22_run_walk_matches_line_parser(tmp_path):
     text = head + "$Elements\n" + f"{int(n_el) + len(extra)}\n" + body + "\n$EndElements\n"
     open(p, "w").write(text)
     sec = _sections(text)
-    raw = {k: v if k in ("Nodes", "Elements") else _lines(v) for k, v in _raw_sections(text).items()}
+    raw = _split_sections(text)
     for s_ in (sec, raw):
         got = _gmsh2(s_)[2]
         ref = _gmsh2_lines(sec)

@@ -168,14 +168,6 @@ class DistributedRVE:
         return np.concatenate([np.zeros(self.m), np.zeros(self.ndof)] + mats)
 
     # ------------------------------------------------------------------------------------------
-    def _strain(self, E, w_own):
-        p = self.prob
-        uloc = None
-        if w_own is not None:
-            p.x.getArray()[:] = w_own
-            uloc = p._nodal_local(p.x)
-        return p._macro_strain_field(E) + p._element_strain(uloc)
-
     def _info(self):
         from ..homogenization.rve import SolveInfo
 
@@ -208,7 +200,7 @@ class DistributedRVE:
 
     def _elastic_setup(self):
         _, _, mats = self._split_state(self.initial_state())
-        strain = self._strain(np.zeros(self.m), None)
+        strain = self.prob._strain(np.zeros(self.m), None)
         _, D, _ = self.prob._evaluate(strain, mats)
         self.C_elastic, self.chi, _ = self._condense_D(D)
 
@@ -246,7 +238,7 @@ class DistributedRVE:
         E = np.asarray(E, dtype=float)
         E_n, w_n, mats = self._split_state(state)
         w = w_n + self.chi @ (E - E_n)
-        eps = self._strain(E, w)
+        eps = self.prob._strain(E, w)
         ok = True
         for k, mat in enumerate(self.materials):
             ids = self.prob.phase_elems[k]
@@ -291,7 +283,7 @@ class DistributedRVE:
     # --- backend of cell_newton: owned DMDA rows, PETSc KSP ------------------------------------
     def evaluate(self, E, w):
         p = self.prob
-        strain = self._strain(E, w)
+        strain = self.prob._strain(E, w)
         stress, D, new = p._evaluate(strain, self._mats)
         fe = np.einsum("q,qmi,eqm->ei", p.wq, p.B, stress)
         fe[p._invalid] = 0.0
@@ -335,7 +327,7 @@ class DistributedRVE:
         nodal fluctuation (nnodes, d) and E — on every group rank."""
         p, m, d = self.prob, self.m, self.dim
         E, w_own, mats = self._split_state(state)
-        eps = self._strain(E, w_own)
+        eps = self.prob._strain(E, w_own)
         sig, _, _ = p._evaluate(eps, mats)
         peeq = np.zeros(eps.shape[:2])
         for k, mat in enumerate(self.materials):

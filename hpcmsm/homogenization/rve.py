@@ -455,17 +455,22 @@ class RVEProblem:
     def evaluate(self, E, w):
         """Material update at w, owned-row residual and its global norm (the tangent is assembled
         in :meth:`correction`, only when a correction is needed)."""
-        uloc = None
-        if w is not None:                              # None: the zero start (no ghost exchange)
-            self.x.getArray()[:] = w
-            uloc = self._nodal_local(self.x)
-        strain = self._macro_strain_field(E) + self._element_strain(uloc)
+        strain = self._strain(E, w)
         stress, D, new_state = self._evaluate(strain, self._state)
         f = self._internal_force(stress)
         f[self.cons_own] = 0.0
         rnorm = float(np.sqrt(self.comm.allreduce(float(np.sum(f * f)))))
         return SimpleNamespace(strain=strain, stress=stress, D=D, new_state=new_state, f=f,
                                rnorm=rnorm, ref=None)
+
+    def _strain(self, E, w) -> np.ndarray:
+        """Strain (nel_box, nq, m) of macro strain E plus the fluctuation w (owned nodal values,
+        flat; None for zero: no ghost exchange)."""
+        uloc = None
+        if w is not None:
+            self.x.getArray()[:] = w
+            uloc = self._nodal_local(self.x)
+        return self._macro_strain_field(E) + self._element_strain(uloc)
 
     def correction(self, ev) -> np.ndarray:
         info = self._info

@@ -18,6 +18,16 @@ def _composite(n=8, dim=2):
     return inclusion_array((n,) * dim, 0.2).labels, [j2, el]
 
 
+def _fd_tangent(rve, E, state, h=1e-7):
+    """Central differences of the homogenized stress, solved from ``state``."""
+    Cfd = np.zeros((rve.m, rve.m))
+    for k in range(rve.m):
+        dE = np.zeros(rve.m)
+        dE[k] = h
+        Cfd[:, k] = (rve.solve(E + dE, state)[0] - rve.solve(E - dE, state)[0]) / (2 * h)
+    return Cfd
+
+
 @pytest.mark.parametrize("dim,n", [(2, 8), (3, 4), (3, 8)])
 def test_linear_laminate_rve_equals_exact_formula(dim, n):
     """PBC voxel RVE of an elastic laminate reproduces the exact layered tensor (to round-off);
@@ -64,12 +74,7 @@ def test_nonlinear_rve_tangent_fd_hill_mandel_and_quadratic_newton():
     res = np.array(info["residuals"])
     p = np.log(res[-1] / res[-2]) / np.log(res[-2] / res[-3])
     assert p > 1.7, res
-    h = 1e-7
-    Cfd = np.zeros((3, 3))
-    for k in range(3):
-        dE = np.zeros(3)
-        dE[k] = h
-        Cfd[:, k] = (rve.solve(E + dE, st)[0] - rve.solve(E - dE, st)[0]) / (2 * h)
+    Cfd = _fd_tangent(rve, E, st)
     assert np.abs(Cfd - C).max() < 1e-6 * np.abs(C).max()
     # energy bookkeeping (trapezoidal, from the zero state): ½(Σ₀ + Σ₁)·ΔE = Δψ + D
     assert abs(0.5 * S @ E - (info["psi"] + info["dissipation"])) < 1e-9 * abs(S @ E)
@@ -208,12 +213,7 @@ def test_nonlinear_tubc_rve_tangent_fd_and_hill_mandel():
     assert info["converged"] and info["plastic"] > 0.1 and info["hill_mandel"] < 1e-10
     eps = rve.micro_fields(new)["strain"]
     assert np.allclose(eps.mean(axis=0), E, rtol=1e-10, atol=1e-14)          # equal voxels: plain mean
-    h = 1e-7
-    Cfd = np.zeros((3, 3))
-    for k in range(3):
-        dE = np.zeros(3)
-        dE[k] = h
-        Cfd[:, k] = (rve.solve(E + dE, st)[0] - rve.solve(E - dE, st)[0]) / (2 * h)
+    Cfd = _fd_tangent(rve, E, st)
     assert np.abs(Cfd - C).max() < 1e-6 * np.abs(C).max()
     Sp = VoxelRVE(lab, mats, bc="periodic").solve(E, VoxelRVE(lab, mats).initial_state())[0]
     assert S @ E < Sp @ E

@@ -13,8 +13,8 @@ from hpcmsm.homogenization.newton import hill_mandel
 
 class QuarticPotential:
     """W = ½ ε·Cε + ¼ β (ε·Cε)²: σ = Cε (1 + β ε·Cε), tangent C (1 + β ε·Cε) + 2β Cε ⊗ Cε —
-    nonlinear with a *symmetric* tangent (the direct backend's Cholesky needs one; the
-    non-symmetric CubicHardening of test_homog_cell only suits the Krylov backend)."""
+    nonlinear with a *symmetric* tangent (the direct backend keeps its Cholesky; the
+    non-symmetric CubicHardening below makes it switch to LU)."""
 
     kind = "small"
 

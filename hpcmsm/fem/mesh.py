@@ -1292,6 +1292,16 @@ def read_mesh(comm, path: str, degree: int = 1, partitioner: str = "ptscotch") -
     return distribute(comm, _on_root(comm, read_gmsh, path, degree), partitioner)
 
 
+def _by_block(ids: np.ndarray, n_global: int, size: int):
+    """``ids`` grouped by the rank whose natural block ``block_range(n_global, size, r)`` holds
+    them: the stable order and the group bounds (rank r's ids are ``ids[order[cuts[r]:cuts[r + 1]]]``)."""
+    from ..parallel import block_range
+
+    ends = np.array([block_range(n_global, size, r)[1] for r in range(size)])
+    dest = np.searchsorted(ends, ids, side="right")
+    return np.argsort(dest, kind="stable"), np.r_[0, np.cumsum(np.bincount(dest, minlength=size))]
+
+
 def to_natural(comm, ids: np.ndarray, values: np.ndarray, n_global: int) -> np.ndarray:
     """Redistribute rows ``values`` labelled by natural ``ids`` (each id on exactly one rank) so
     rank r holds the natural block ``block_range(n_global, size, r)`` in order (collective).
@@ -1308,10 +1318,7 @@ def to_natural(comm, ids: np.ndarray, values: np.ndarray, n_global: int) -> np.n
         out = np.empty((n_global,) + values.shape[1:], dtype=values.dtype)
         out[ids] = values
         return out
-    ends = np.array([block_range(n_global, size, r)[1] for r in range(size)])
-    dest = np.searchsorted(ends, ids, side="right")
-    order = np.argsort(dest, kind="stable")
-    cuts = np.r_[0, np.cumsum(np.bincount(dest, minlength=size))]
+    order, cuts = _by_block(ids, n_global, size)
     ids_s, val_s = ids[order], values[order]
     got = comm.alltoall([(ids_s[cuts[r]:cuts[r + 1]], val_s[cuts[r]:cuts[r + 1]]) for r in range(size)])
     out = np.empty((e - s,) + values.shape[1:], dtype=values.dtype)
@@ -1331,13 +1338,10 @@ def from_natural(comm, ids: np.ndarray, block: np.ndarray, n_global: int) -> np.
     block = np.asarray(block)
     if size == 1:
         return block[ids]
-    ends = np.array([block_range(n_global, size, r)[1] for r in range(size)])
-    dest = np.searchsorted(ends, ids, side="right")
-    order = np.argsort(dest, kind="stable")
-    cuts = np.r_[0, np.cumsum(np.bincount(dest, minlength=size))]
+    order, cuts = _by_block(ids, n_global, size)
     ids_s = ids[order]
     asked = comm.alltoall([ids_s[cuts[r]:cuts[r + 1]] for r in range(size)])
     got = comm.alltoall([block[np.asarray(q, dtype=np.int64) - s] for q in asked])
     out = np.empty((len(ids),) + block.shape[1:], dtype=block.dtype)
-    out[order] = np.concatenate(got) if len(got) else out[order]
+    out[order] = np.concatenate(got)
     return out

@@ -218,7 +218,7 @@ def run_fe2(cfg: FE2Input, comm, *, restart: bool = False, input_text: str = "",
             rates_step += res.rates
             # energies of the converged increment
             f = drv.f_int
-            wf = float(comm.allreduce(float(f[p.bc_own - p.n0 * d] @ p.bc_own_vals)))
+            wf = float(comm.allreduce(float(f[p.bc_local] @ p.bc_own_vals)))
             h = lam_try - lam
             qi = drv.qp_info
             dD = drv.integrate(qi["dissipation"])

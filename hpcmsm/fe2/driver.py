@@ -98,12 +98,11 @@ def micro_factory(cfg: FE2Input):
 
     mopts = petsc_table_to_options(cfg.petsc).get("micro_") or {}      # [petsc.micro]
     if mi.solver == "distributed":
-        from .rve_dist import DistributedRVE
-
-        return lambda sub: DistributedRVE(labels, mats, sub, bc=mi.bc, rtol=mi.rtol,
-                                          max_iterations=mi.max_iterations, petsc_options=mopts)
-    return lambda sub: VoxelRVE(labels, mats, sub, bc=mi.bc, rtol=mi.rtol, max_iterations=mi.max_iterations,
-                                petsc_options=mopts)
+        from .rve_dist import DistributedRVE as rve
+    else:
+        rve = VoxelRVE
+    return lambda sub: rve(labels, mats, sub, bc=mi.bc, rtol=mi.rtol, max_iterations=mi.max_iterations,
+                           petsc_options=mopts)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
-from .base import SQ2, MANDEL_PAIRS
+from .base import SQ2, MANDEL_PAIRS, mandel_to_tensor, tensor_to_mandel
 from .j2 import J2Plasticity
 
 _PAIRS = MANDEL_PAIRS[3]
@@ -37,19 +37,6 @@ _I = np.array([p[0] for p in _PAIRS])
 _J = np.array([p[1] for p in _PAIRS])
 _W = np.array([1.0 if i == j else SQ2 for i, j in _PAIRS])
 _TAYLOR_TOL = 1e-3          # relative spread of three eigenvalues below which f[a,b,c] uses Taylor
-
-
-def _sym_to_mandel(t: np.ndarray) -> np.ndarray:
-    """(n, 3, 3) symmetric → (n, 6) Mandel."""
-    return t[:, _I, _J] * _W
-
-
-def _mandel_to_sym(v: np.ndarray) -> np.ndarray:
-    """(n, 6) Mandel → (n, 3, 3) symmetric."""
-    t = np.empty(v.shape[:1] + (3, 3))
-    t[:, _I, _J] = v / _W
-    t[:, _J, _I] = v / _W
-    return t
 
 
 # full index (i, j, k, l) → flat Mandel (α(i,j), β(k,l)) position, for one-gather conversions
@@ -156,11 +143,11 @@ class LogStrain:
             raise FloatingPointError("C is not positive definite")
         lnl = np.log(lam)
         E = (Q * (0.5 * lnl)[:, None, :]) @ np.swapaxes(Q, 1, 2)
-        return lam, Q, lnl, _sym_to_mandel(E)
+        return lam, Q, lnl, tensor_to_mandel(E)
 
     def log_strain(self, F) -> np.ndarray:
         """Hencky strain E = ½ ln C (n, 3, 3) (3D even in plane strain)."""
-        return _mandel_to_sym(self._spectral(self._F3(F))[3])
+        return mandel_to_tensor(self._spectral(self._F3(F))[3])
 
     # ------------------------------------------------------------------ update
     def update(self, F, state):
@@ -170,7 +157,7 @@ class LogStrain:
         lam, Q, lnl, Em = self._spectral(F3)
         Tm, D, new = self.small.update(Em, state)
         Qt = np.swapaxes(Q, 1, 2)
-        Th = Qt @ _mandel_to_sym(Tm) @ Q                                       # T in the eigenbasis
+        Th = Qt @ mandel_to_tensor(Tm) @ Q                                     # T in the eigenbasis
         f1 = _dd1(lnl[:, :, None], lnl[:, None, :])                             # (n, 3, 3)
         S = Q @ (2.0 * f1 * Th) @ Qt
         P = F3 @ S
@@ -222,7 +209,7 @@ class LogStrain:
         lam, Q, lnl, Em = self._spectral(F3)
         Tm = self.small.stress3(Em, state) if hasattr(self.small, "stress3") else self.small.update(Em, state)[0]
         Qt = np.swapaxes(Q, 1, 2)
-        S = Q @ (2.0 * _dd1(lnl[:, :, None], lnl[:, None, :]) * (Qt @ _mandel_to_sym(Tm) @ Q)) @ Qt
+        S = Q @ (2.0 * _dd1(lnl[:, :, None], lnl[:, None, :]) * (Qt @ mandel_to_tensor(Tm) @ Q)) @ Qt
         return F3 @ S @ np.swapaxes(F3, 1, 2)
 
 

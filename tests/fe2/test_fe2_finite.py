@@ -15,6 +15,7 @@ from mpi4py import MPI
 from hpcmsm.config import from_dict
 from hpcmsm.fe2.driver import run_fe2
 from hpcmsm.fe2.inputs import FE2Input
+from tests.fe2.fe2_common import fe2_input, history
 
 E, NU = 70e3, 0.33
 
@@ -28,14 +29,7 @@ def _cfg(outdir, **over):
         "newton": {"rtol": 1e-10},
         "output": {"dir": outdir, "png": False},
     }
-    for k, v in over.items():
-        base[k] = {**base.get(k, {}), **v}
-    return from_dict(FE2Input, base)
-
-
-def _history(summary):
-    H = np.array(summary["history"])
-    return {c: H[:, i] for i, c in enumerate(summary["history_columns"])}
+    return fe2_input(base, over)
 
 
 def _gather_by_position(comm, x, u):
@@ -108,7 +102,7 @@ def test_small_strain_limit(tmp_path, micro):
                        micro={"model": micro, "voxels": 6, "microstructure": "particle", "volume_fraction": 0.3,
                               "matrix": {"model": model, "E": E, "nu": NU},
                               "particle": {"model": model, "E": 5 * E, "nu": 0.2}})
-            out[kin] = _history(run_fe2(cfg, MPI.COMM_SELF, quiet=True))["reaction"][-1]
+            out[kin] = history(run_fe2(cfg, MPI.COMM_SELF, quiet=True))["reaction"][-1]
         rel.append(abs(out["finite"] - out["small"]) / abs(out["small"]))
     assert 1.8 < rel[0] / rel[1] < 2.2, rel          # first order in the load
     assert rel[1] < 1e-3 * 10, rel
@@ -122,7 +116,7 @@ def test_hermite_work_integral_is_fourth_order_and_audits_pass(tmp_path):
     for steps in (2, 4):
         s = run_fe2(_cfg(str(tmp_path / f"s{steps}"), macro={"steps": steps}), MPI.COMM_SELF, quiet=True)
         assert s["audit_passed"], s["audit"]
-        h = _history(s)
+        h = history(s)
         errs.append(abs(h["external_work"][-1] - h["stored_energy"][-1]) / h["stored_energy"][-1])
         assert np.all(h["dissipation"] == 0.0)
         assert min(s["newton_orders"]) > 1.8, s["newton_orders"]
@@ -137,11 +131,11 @@ def test_det_f_failure_cuts_back_and_path_independence(tmp_path, capsys):
     s1 = run_fe2(_cfg(str(tmp_path / "one"), **over), MPI.COMM_SELF, quiet=False)
     log = capsys.readouterr().out
     assert "det F <= 0 at a macro quadrature point" in log and "cutting the increment back" in log
-    assert _history(s1)["cutbacks"][-1] >= 1
+    assert history(s1)["cutbacks"][-1] >= 1
     over["macro"] = {**over["macro"], "steps": 8}
     s12 = run_fe2(_cfg(str(tmp_path / "eight"), **over), MPI.COMM_SELF, quiet=True)
     assert s12["audit_passed"], s12["audit"]
-    a, b = _history(s1)["reaction"][-1], _history(s12)["reaction"][-1]
+    a, b = history(s1)["reaction"][-1], history(s12)["reaction"][-1]
     assert np.isclose(a, b, rtol=1e-8), (a, b)
     assert a < 0
 
@@ -176,8 +170,8 @@ def test_one_phase_voxel_rve_equals_point_micro(comm, shared_tmp):
     ref = run_fe2(_cfg(os.path.join(shared_tmp, "pt"), macro={"steps": 2}), comm, quiet=True)
     s = run_fe2(_cfg(os.path.join(shared_tmp, "vx"), macro={"steps": 2},
                      micro={"model": "voxel", "voxels": 4, "microstructure": "homogeneous"}), comm, quiet=True)
-    assert np.allclose(_history(s)["reaction"], _history(ref)["reaction"], rtol=1e-9)
-    assert s["audit_passed"] and _history(s)["hill_mandel_max"][-1] < 1e-12, s["audit"]
+    assert np.allclose(history(s)["reaction"], history(ref)["reaction"], rtol=1e-9)
+    assert s["audit_passed"] and history(s)["hill_mandel_max"][-1] < 1e-12, s["audit"]
 
 
 @pytest.mark.mpi
@@ -189,7 +183,7 @@ def test_composite_finite_fe2_rank_and_group_independent(comm, shared_tmp):
     ref = run_fe2(_cfg(os.path.join(shared_tmp, f"serial{comm.rank}"), **over), MPI.COMM_SELF, quiet=True)
     o = dict(over, pool={**over["pool"], "group_size": comm.size})
     s = run_fe2(_cfg(os.path.join(shared_tmp, "par"), **o), comm, quiet=True)
-    a, b = _history(s), _history(ref)
+    a, b = history(s), history(ref)
     for key in ("reaction", "external_work", "stored_energy"):
         assert np.allclose(a[key], b[key], rtol=1e-8), key
     assert s["audit_passed"], s["audit"]
@@ -198,7 +192,7 @@ def test_composite_finite_fe2_rank_and_group_independent(comm, shared_tmp):
     mat_only = run_fe2(_cfg(os.path.join(shared_tmp, f"m{comm.rank}"), macro={"steps": 2, "cells": [2, 2]},
                             micro={"matrix": {"model": "neo_hookean", "E": 10.0, "nu": 0.45}}),
                        MPI.COMM_SELF, quiet=True)
-    assert a["reaction"][-1] > 1.3 * _history(mat_only)["reaction"][-1]
+    assert a["reaction"][-1] > 1.3 * history(mat_only)["reaction"][-1]
 
 
 @pytest.mark.mpi
@@ -216,7 +210,7 @@ def test_finite_output_and_restart_across_rank_counts(comm, shared_tmp):
     over = dict(COMPOSITE, macro={"steps": 3, "cells": [2, 2]}, output={"checkpoint_every": 1, "micro_qps": [5]})
     full = os.path.join(shared_tmp, "full")
     s = run_fe2(_cfg(full, **over), comm, quiet=True)
-    ref = _history(s)
+    ref = history(s)
     assert s["audit_passed"], s["audit"]
     comm.Barrier()
     if comm.rank == 0:
@@ -247,7 +241,7 @@ def test_finite_output_and_restart_across_rank_counts(comm, shared_tmp):
     mine = os.path.join(shared_tmp, f"cut_rank{comm.rank}")
     shutil.copytree(cut, mine)
     got = run_fe2(_cfg(mine, **over), MPI.COMM_SELF, restart=True, quiet=True)
-    g = _history(got)
+    g = history(got)
     assert len(g["reaction"]) == 3
     for key in ("reaction", "external_work", "stored_energy"):
         assert np.allclose(g[key], ref[key], rtol=1e-9), key
@@ -256,7 +250,7 @@ def test_finite_output_and_restart_across_rank_counts(comm, shared_tmp):
     o = dict(over, pool={**over["pool"], "group_size": comm.size})
     got = run_fe2(_cfg(cut, **o), comm, restart=True, quiet=True)
     for key in ("reaction", "external_work", "stored_energy"):
-        assert np.allclose(_history(got)[key], ref[key], rtol=1e-9), key
+        assert np.allclose(history(got)[key], ref[key], rtol=1e-9), key
 
 
 J2LOG = {"model": "j2_log", "E": 70e3, "nu": 0.33, "sigma_y": 100.0, "H": 500.0}
@@ -270,7 +264,7 @@ def test_j2_log_energy_balance_is_second_order(tmp_path):
         s = run_fe2(_cfg(str(tmp_path / f"s{steps}"), macro={"displacement": 0.5, "steps": steps},
                          micro={"matrix": J2LOG}), MPI.COMM_SELF, quiet=True)
         assert s["audit_passed"], s["audit"]
-        h = _history(s)
+        h = history(s)
         assert h["plastic_qps"][-1] == s["quadrature_points"] and np.all(np.diff(h["dissipation"]) > 0)
         W, psi, D = h["external_work"][-1], h["stored_energy"][-1], h["dissipation"][-1]
         assert D > psi                                     # mostly plastic work at 5 % stretch
@@ -288,7 +282,7 @@ def test_j2_log_composite_voxel_rank_independent(comm, shared_tmp):
     ref = run_fe2(_cfg(os.path.join(shared_tmp, f"serial{comm.rank}"), **over), MPI.COMM_SELF, quiet=True)
     s = run_fe2(_cfg(os.path.join(shared_tmp, "par"), **over), comm, quiet=True)
     for key in ("reaction", "external_work", "stored_energy", "dissipation"):
-        assert np.allclose(_history(s)[key], _history(ref)[key], rtol=1e-8), key
+        assert np.allclose(history(s)[key], history(ref)[key], rtol=1e-8), key
     assert s["audit_passed"], s["audit"]
 
 
@@ -306,7 +300,7 @@ def test_3d_box_uniaxial_stress_closed_form(comm, shared_tmp):
                      macro={"geometry": "box", "dim": 3, "size": 1.0, "cells": [3, 1, 1], "displacement": 0.3,
                             "steps": 2},
                      micro={"model": "voxel", "voxels": 4, "microstructure": "homogeneous"}), comm, quiet=True)
-    R = _history(s)["reaction"]
+    R = history(s)["reaction"]
     for k, st in enumerate((1.15, 1.3)):
         t = brentq(lambda t: mu * (t - 1 / t) + lam_ * np.log(st * t * t) / t, 0.2, 5.0)
         P11 = mu * (st - 1 / st) + lam_ * np.log(st * t * t) / st

@@ -283,17 +283,9 @@ class DistributedRVE:
     # --- backend of cell_newton: owned DMDA rows, PETSc KSP ------------------------------------
     def evaluate(self, E, w):
         p = self.prob
-        strain = self.prob._strain(E, w)
+        strain = p._strain(E, w)
         stress, D, new = p._evaluate(strain, self._mats)
-        fe = np.einsum("q,qmi,eqm->ei", p.wq, p.B, stress)
-        fe[p._invalid] = 0.0
-        nd = p.ndof
-        f = np.zeros((p.nown, nd))
-        fa = np.zeros((p.nown, nd))
-        for a, eids in enumerate(p.node_elem):
-            blk = fe[eids, a * nd:(a + 1) * nd]
-            f += blk
-            fa += np.abs(blk)
+        f, fa = p._internal_force(stress, magnitude=True)
         f[p.cons_own] = 0.0
         fa[p.cons_own] = 0.0
         r2, a2 = self.comm.allreduce(np.array([np.sum(f * f), np.sum(fa * fa)]))

@@ -314,15 +314,20 @@ class RVEProblem:
             new_state[p] = ns
         return stress, tangent, new_state
 
-    def _internal_force(self, stress: np.ndarray) -> np.ndarray:
-        """Owned-row internal force Σ_e Bᵀσ w, (nown, ndof)."""
+    def _internal_force(self, stress: np.ndarray, magnitude: bool = False):
+        """Owned-row internal force Σ_e Bᵀσ w, (nown, ndof); with ``magnitude`` the pair (f, Σ_e |Bᵀσ w|),
+        the latter the scale of a force-relative residual test."""
         fe = np.einsum("q,qmi,eqm->ei", self.wq, self.B, stress)     # (nel, nen*ndof)
         fe[self._invalid] = 0.0                                        # outside the domain (KUBC/TUBC)
         nd = self.ndof
         f = np.zeros((self.nown, nd))
+        fa = np.zeros((self.nown, nd)) if magnitude else None
         for a, eids in enumerate(self.node_elem):
-            f += fe[eids, a * nd:(a + 1) * nd]
-        return f
+            blk = fe[eids, a * nd:(a + 1) * nd]
+            f += blk
+            if magnitude:
+                fa += np.abs(blk)
+        return (f, fa) if magnitude else f
 
     def _average(self, q: np.ndarray) -> np.ndarray:
         """Volume average over owned elements of a quadrature field (nel, nq, ...). Collective."""

@@ -294,14 +294,10 @@ class DistributedRVE:
 
     def correction(self, ev) -> np.ndarray:
         p = self.prob
-        info = self._info()
-        if not (p._linear and p._assembled):
-            p._assemble(None if p._linear else ev.D)
-            p._setup_pc(info)
-        p._set_rhs(ev.f)
-        p._solve_linear(info)
+        p._info = info = self._info()              # RVEProblem's Newton correction, own record
+        dw = p.correction(ev)
         self.ksp_iterations += int(sum(info.iterations))
-        return p.x.getArray(readonly=True).copy()
+        return dw
 
     def add(self, w, dw, alpha=1.0):
         return w + alpha * dw

@@ -24,6 +24,7 @@ from hpcmsm.fe2.rve_dist import DistributedRVE
 from hpcmsm.homogenization import microstructure as ms
 from hpcmsm.materials.base import LinearElastic
 from hpcmsm.materials.j2 import J2Plasticity
+from tests.fe2.fe2_common import fe2_input, history
 
 
 def _composite(d, n, H=50.0):
@@ -124,14 +125,7 @@ def _cfg(outdir, **over):
         "pool": {"group_size": 1, "balance": "cost", "cost_measure": "iterations"},
         "output": {"dir": outdir, "png": False, "checkpoint_every": 1},
     }
-    for k, v in over.items():
-        base[k] = {**base.get(k, {}), **v}
-    return from_dict(FE2Input, base)
-
-
-def _history(summary):
-    H = np.array(summary["history"])
-    return {c: H[:, i] for i, c in enumerate(summary["history_columns"])}
+    return fe2_input(base, over)
 
 
 @pytest.mark.mpi
@@ -145,7 +139,7 @@ def test_fe2_distributed_equals_direct_and_restarts_across_group_sizes(comm, sha
     dist = {"solver": "distributed"}
     s = run_fe2(_cfg(os.path.join(shared_tmp, "dist"), micro=dist, pool={"group_size": comm.size}), comm,
                 quiet=True)
-    a, b = _history(s), _history(ref)
+    a, b = history(s), history(ref)
     for key in ("reaction", "external_work", "stored_energy", "dissipation", "rve_reused"):
         assert np.allclose(a[key], b[key], rtol=1e-8, atol=1e-12), key
     assert s["audit_passed"], s["audit"]
@@ -159,7 +153,7 @@ def test_fe2_distributed_equals_direct_and_restarts_across_group_sizes(comm, sha
         signals.reset()                  # the hook's stop request must not stop the restart
     assert part.get("stopped")
     s2 = run_fe2(_cfg(out, micro=dist, pool={"group_size": 1}), comm, quiet=True, restart=True)
-    c = _history(s2)
+    c = history(s2)
     assert len(c["reaction"]) == len(b["reaction"])
     for key in ("reaction", "external_work", "stored_energy", "dissipation"):
         assert np.allclose(c[key], b[key], rtol=1e-8, atol=1e-12), key

@@ -258,16 +258,13 @@ class MacroProblem:
             x = eps[q].reshape(-1, d, d) if self.finite else eps[q]
             if getattr(mat, "collective", False) or not self.finite:   # the RVE pool fails collectively
                 s, C, ns = mat.update(x, st)
-                sig[q], Ct[q] = np.reshape(s, (-1, m)), np.reshape(C, (-1, m, m))
-                new.append(ns)
-                continue
-            try:
-                with np.errstate(invalid="raise", divide="raise", over="raise"):
-                    s, C, ns = mat.update(x, st)
-            except (FloatingPointError, ArithmeticError) as e:   # rank-local: agree below
-                bad = bad or f"material evaluation failed: {e}"
-                new.append(st)
-                continue
+            else:
+                try:
+                    with np.errstate(invalid="raise", divide="raise", over="raise"):
+                        s, C, ns = mat.update(x, st)
+                except (FloatingPointError, ArithmeticError) as e:   # rank-local: agree below
+                    bad = bad or f"material evaluation failed: {e}"
+                    continue
             sig[q], Ct[q] = np.reshape(s, (-1, m)), np.reshape(C, (-1, m, m))
             new.append(ns)
         msgs = [b for b in self.comm.allgather(bad) if b]

@@ -131,6 +131,8 @@ class MacroProblem:
 
     def __init__(self, comm, mesh: Mesh, material_blocks, bcs: list[Dirichlet], petsc_options: dict | None = None,
                  prefix: str = "macro_", partitioner: str = "rcb", kinematics: str = "small"):
+        from petsc4py import PETSc
+
         from ..fem import forms
         from ..fem.mesh import GlobalMesh, distribute
         from ..fem.solvers import make_ksp, rigid_body_modes
@@ -194,7 +196,7 @@ class MacroProblem:
         self.bcs = bcs
         self.bc_local, self.bc_own_vals = self._bc_arrays()
         self.bc_own = (self.bc_local + sp.dof_start).astype(np.int64)   # global rows (PETSc numbering)
-        self._rows = self.bc_own.astype(_int_type())
+        self._rows = self.bc_own.astype(PETSc.IntType)
         self.ksp_iterations = []
 
     @property
@@ -368,12 +370,6 @@ class MacroProblem:
     def destroy(self) -> None:
         for o in (self.ksp, self.A, self.x, self.b, self.dx, self.nullsp):
             o.destroy()
-
-
-def _int_type():
-    from petsc4py import PETSc
-
-    return PETSc.IntType
 
 
 # ----------------------------------------------------------------------------------------------

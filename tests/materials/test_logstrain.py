@@ -185,28 +185,30 @@ def test_stress_is_energy_derivative(dim):
         if mat is j2:
             assert np.all(mat.elastic_ok(F, state))
         P = mat.update(F, state)[0]
-        h = 1e-6
-        Pfd = np.zeros_like(P)
-        for i in range(dim):
-            for J in range(dim):
-                Fp, Fm = F.copy(), F.copy()
-                Fp[:, i, J] += h
-                Fm[:, i, J] -= h
-                Pfd[:, i, J] = (mat.energy(Fp, state) - mat.energy(Fm, state)) / (2 * h)
+        Pfd = _fd_dF(lambda G: mat.energy(G, state), F)
         assert np.abs(P - Pfd).max() < 1e-7 * np.abs(P).max(), np.abs(P - Pfd).max()
 
 
-def _fd_error(mat, F, st, h=1e-6):
-    """Per-point max relative error of A against central differences of P."""
+def _fd_dF(fun, F, h=1e-6):
+    """Central differences of fun(F) (n, ...) with respect to every F_kL: (n, ..., d, d)."""
     d = F.shape[-1]
-    _, A, _ = mat.update(F, st)
-    Afd = np.zeros_like(A)
+    out = None
     for k in range(d):
         for L in range(d):
             Fp, Fm = F.copy(), F.copy()
             Fp[:, k, L] += h
             Fm[:, k, L] -= h
-            Afd[..., k, L] = (mat.update(Fp, st)[0] - mat.update(Fm, st)[0]) / (2 * h)
+            v = (fun(Fp) - fun(Fm)) / (2 * h)
+            if out is None:
+                out = np.zeros(v.shape + (d, d))
+            out[..., k, L] = v
+    return out
+
+
+def _fd_error(mat, F, st, h=1e-6):
+    """Per-point max relative error of A against central differences of P."""
+    _, A, _ = mat.update(F, st)
+    Afd = _fd_dF(lambda G: mat.update(G, st)[0], F, h)
     return np.abs(A - Afd).reshape(len(F), -1).max(1) / np.abs(A).reshape(len(F), -1).max(1)
 
 

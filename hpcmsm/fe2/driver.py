@@ -264,7 +264,7 @@ def run_fe2(cfg: FE2Input, comm, *, restart: bool = False, input_text: str = "",
         stop = signals.should_stop(comm)
         if step % ce == 0 or step == nsteps or stop:
             with timers("checkpoint"):
-                _checkpoint(ck, p, pool, mesh, step, lam, totals, history, nsteps, argv, input_text)
+                _checkpoint(ck, p, pool, step, lam, totals, history, nsteps, argv, input_text)
         if stop and step < nsteps:
             return {"stopped": True, "step": step, "exit": signals.stopped(comm, step, ck.path)}
     # ---------------------------------------------------------------- audits and summary
@@ -524,7 +524,7 @@ def _write_history(outdir, comm, history, png: bool) -> None:
         plt.close(fig)
 
 
-def _checkpoint(ck, p, pool, mesh, step, lam, totals, history, nsteps, argv, input_text) -> None:
+def _checkpoint(ck, p, pool, step, lam, totals, history, nsteps, argv, input_text) -> None:
     comm = p.comm
     u = p.u_natural()
     states, _ = pool.natural_states()

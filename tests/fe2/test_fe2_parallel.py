@@ -15,6 +15,7 @@ from hpcmsm.config import from_dict
 from hpcmsm.fe2.driver import build_macro, run_fe2
 from hpcmsm.fe2.inputs import FE2Input
 from hpcmsm.fe2.macro import MacroProblem, NewtonDriver
+from tests.fe2.fe2_common import fe2_input, history
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -29,9 +30,7 @@ def _cfg(outdir, **over):
         "pool": {"group_size": 1, "balance": "round_robin"},
         "output": {"dir": outdir, "png": False},
     }
-    for k, v in over.items():
-        base[k] = {**base.get(k, {}), **v}
-    return from_dict(FE2Input, base)
+    return fe2_input(base, over)
 
 
 def _direct(cfg, comm, material):
@@ -49,12 +48,6 @@ def _direct(cfg, comm, material):
     return np.array(F), u
 
 
-def _history(summary):
-    H = np.array(summary["history"])
-    cols = summary["history_columns"]
-    return {c: H[:, i] for i, c in enumerate(cols)}
-
-
 @pytest.mark.mpi
 def test_homogeneous_j2_fe2_equals_direct_macro_j2(comm, shared_tmp):
     """One-phase J2 RVEs: FE² reaction history equals direct macro J2 plasticity (the macro FE
@@ -66,7 +59,7 @@ def test_homogeneous_j2_fe2_equals_direct_macro_j2(comm, shared_tmp):
     for g in (1,):   # group sizes > 1 are covered by test_composite_fe2_rank_and_group_independent
         cfg = _cfg(os.path.join(shared_tmp, f"g{g}"), pool={"group_size": g})
         s = run_fe2(cfg, comm, quiet=True)
-        h = _history(s)
+        h = history(s)
         assert np.allclose(h["reaction"], F_ref, rtol=1e-8), (h["reaction"], F_ref)
         assert h["plastic_qps"][-1] > 0                    # plasticity really happened
         assert s["audit_passed"], s["audit"]
@@ -87,7 +80,7 @@ def test_linear_micro_fe2_equals_single_scale_with_pbc_tensor(comm, shared_tmp):
     C_hom = micro_factory(cfg)(None).elastic_tangent()
     F_ref, _ = _direct(cfg, comm, LinearElastic(C_hom))
     s = run_fe2(cfg, comm, quiet=True)
-    h = _history(s)
+    h = history(s)
     assert np.allclose(h["reaction"], F_ref, rtol=1e-9)
     # elastic everywhere: every RVE evaluation after the first is an exact reuse
     assert s["rve_reused"] == s["rve_solves"]
@@ -108,7 +101,7 @@ def test_composite_fe2_rank_and_group_independent(comm, shared_tmp):
     for g in (comm.size,):
         o = dict(over, pool={**over["pool"], "group_size": g})
         s = run_fe2(_cfg(os.path.join(shared_tmp, f"par{g}"), **o), comm, quiet=True)
-        a, b = _history(s), _history(ref)
+        a, b = history(s), history(ref)
         for key in ("reaction", "external_work", "stored_energy", "dissipation"):
             assert np.allclose(a[key], b[key], rtol=1e-8, atol=1e-12), key
         assert s["audit_passed"], s["audit"]
